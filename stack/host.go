@@ -1,0 +1,410 @@
+package stack
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand"
+	randv2 "math/rand/v2"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// HostOptions configure a Host. The zero value is a host named "host" with
+// a seed derived from its name, on the real clock.
+type HostOptions struct {
+	// Name names the host in errors, NIC names and captures. Default "host".
+	Name string
+	// Seed seeds every random choice the host makes (ephemeral ports, IP
+	// IDs, ...). Default 0 means "derive from Name", so a scenario is the
+	// same on every run; give hosts distinct names or seeds.
+	Seed int64
+	// Clock is the host's clock. Default: the real clock (which also works
+	// inside a testing/synctest bubble, where it is virtual).
+	Clock tcpip.Clock
+	// Hosts is the host's hosts table: names it resolves besides
+	// "localhost" (which is always 127.0.0.1 and ::1). Names are matched
+	// case-insensitively, without a trailing dot.
+	Hosts map[string][]netip.Addr
+}
+
+// A Host is one virtual machine's network stack: gVisor with IPv4, IPv6,
+// ARP/NDP, UDP and ICMP, a loopback interface "lo" (127.0.0.1/8 and ::1),
+// and the NICs added with AddNIC.
+//
+// A Host is safe for concurrent use. Close releases everything it holds.
+type Host struct {
+	name string
+	s    *stack.Stack
+
+	mu      sync.Mutex
+	closed  bool
+	nics    []*NIC
+	nextNIC tcpip.NICID
+	hosts   map[string][]netip.Addr
+	conns   map[*UDPConn]struct{}
+	bcast   bool // a limited-broadcast route exists
+}
+
+// loopbackNIC is the ID of every host's loopback NIC.
+const loopbackNIC tcpip.NICID = 1
+
+// NewHost creates a host with only its loopback interface.
+func NewHost(opts HostOptions) (*Host, error) {
+	if opts.Name == "" {
+		opts.Name = "host"
+	}
+	seed := opts.Seed
+	if seed == 0 {
+		h := fnv.New64a()
+		h.Write([]byte(opts.Name))
+		seed = int64(h.Sum64())
+	}
+	var key [32]byte
+	binary.LittleEndian.PutUint64(key[:], uint64(seed))
+	s := stack.New(stack.Options{
+		NetworkProtocols: []stack.NetworkProtocolFactory{
+			ipv4.NewProtocol,
+			ipv6.NewProtocolWithOptions(ipv6.Options{AutoGenLinkLocal: true}),
+			arp.NewProtocol,
+		},
+		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
+		Clock:              opts.Clock,
+		RandSource:         rand.NewSource(seed),
+		SecureRNG:          randv2.NewChaCha8(key),
+	})
+	h := &Host{
+		name:    opts.Name,
+		s:       s,
+		nextNIC: loopbackNIC + 1,
+		hosts:   make(map[string][]netip.Addr),
+		conns:   make(map[*UDPConn]struct{}),
+	}
+	for name, addrs := range opts.Hosts {
+		h.hosts[normHostName(name)] = append([]netip.Addr(nil), addrs...)
+	}
+	if tcpipErr := s.CreateNICWithOptions(loopbackNIC, loopback.New(), stack.NICOptions{Name: "lo"}); tcpipErr != nil {
+		s.Destroy()
+		return nil, fmt.Errorf("stack: host %s: loopback: %s", h.name, tcpipErr)
+	}
+	lo := &NIC{host: h, id: loopbackNIC, name: "lo"}
+	h.nics = append(h.nics, lo)
+	for _, p := range []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")} {
+		if err := lo.AddAddress(p); err != nil {
+			s.Destroy()
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Name returns the host's name.
+func (h *Host) Name() string { return h.name }
+
+// String returns the host's name.
+func (h *Host) String() string { return h.name }
+
+// Stack returns the underlying gVisor stack, for what this package does not
+// wrap. Changing it behind the Host's back is at the caller's risk.
+func (h *Host) Stack() *stack.Stack { return h.s }
+
+// NICOptions configure a NIC. The zero value is an unnamed NIC ("ethN")
+// without addresses, using the link's MTU.
+type NICOptions struct {
+	// Name names the NIC; it is the zone of the host's IPv6 link-local
+	// addresses (fe80::1%eth0). Default "eth0", "eth1", ... in order.
+	Name string
+	// Addresses are the NIC's IPv4 and IPv6 addresses with their prefix
+	// length. A route to each prefix through the NIC is added.
+	Addresses []netip.Prefix
+	// MTU overrides the MTU the link reports. Default: the link's.
+	MTU int
+}
+
+// AddNIC attaches a link endpoint (a Switch port, a Pipe end, a TUN device,
+// or any of them wrapped, e.g. by a capture tap) to the host as a new NIC.
+//
+// The first NIC with an IPv4 address also gets the route for the limited
+// broadcast address 255.255.255.255, as a LAN host's default route would.
+func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
+	if ep == nil {
+		return nil, fmt.Errorf("stack: host %s: AddNIC with a nil link endpoint", h.name)
+	}
+	for _, p := range opts.Addresses {
+		if !p.IsValid() {
+			return nil, fmt.Errorf("stack: host %s: invalid NIC address %v", h.name, p)
+		}
+	}
+	if opts.MTU < 0 {
+		return nil, fmt.Errorf("stack: host %s: negative MTU %d", h.name, opts.MTU)
+	}
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrHostClosed
+	}
+	id := h.nextNIC
+	h.nextNIC++
+	if opts.Name == "" {
+		opts.Name = fmt.Sprintf("eth%d", id-loopbackNIC-1)
+	}
+	for _, n := range h.nics {
+		if n.name == opts.Name {
+			h.mu.Unlock()
+			return nil, fmt.Errorf("stack: host %s: NIC %q exists", h.name, opts.Name)
+		}
+	}
+	h.mu.Unlock()
+
+	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name}); tcpipErr != nil {
+		return nil, fmt.Errorf("stack: host %s: add NIC %s: %s", h.name, opts.Name, tcpipErr)
+	}
+	n := &NIC{host: h, id: id, name: opts.Name, ep: ep}
+	if opts.MTU > 0 {
+		if tcpipErr := h.s.SetNICMTU(id, uint32(opts.MTU)); tcpipErr != nil {
+			h.s.RemoveNIC(id)
+			return nil, fmt.Errorf("stack: host %s: NIC %s MTU %d: %s", h.name, opts.Name, opts.MTU, tcpipErr)
+		}
+	}
+	for _, p := range opts.Addresses {
+		if err := n.AddAddress(p); err != nil {
+			h.s.RemoveNIC(id)
+			return nil, err
+		}
+	}
+	h.mu.Lock()
+	h.nics = append(h.nics, n)
+	h.mu.Unlock()
+	return n, nil
+}
+
+// NICs returns the host's NICs, loopback first.
+func (h *Host) NICs() []*NIC {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]*NIC(nil), h.nics...)
+}
+
+// NIC returns the NIC called name, or nil.
+func (h *Host) NIC(name string) *NIC {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.nics {
+		if n.name == name {
+			return n
+		}
+	}
+	return nil
+}
+
+func (h *Host) nicByID(id tcpip.NICID) *NIC {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, n := range h.nics {
+		if n.id == id {
+			return n
+		}
+	}
+	return nil
+}
+
+// Route is an entry of a host's routing table.
+type Route struct {
+	// Destination is the prefix the route covers; 0.0.0.0/0 or ::/0 for a
+	// default route.
+	Destination netip.Prefix
+	// Gateway is the next hop; the zero Addr for an on-link route.
+	Gateway netip.Addr
+	// NIC is the interface the route leaves through.
+	NIC *NIC
+}
+
+// AddRoute adds a route. Routes are matched longest prefix first.
+func (h *Host) AddRoute(r Route) error {
+	if !r.Destination.IsValid() || r.NIC == nil || r.NIC.host != h {
+		return fmt.Errorf("stack: host %s: invalid route %v via %v", h.name, r.Destination, r.NIC)
+	}
+	if r.Gateway.IsValid() && r.Gateway.Is4() != r.Destination.Addr().Is4() {
+		return fmt.Errorf("stack: host %s: route %v: gateway %v is of another family", h.name, r.Destination, r.Gateway)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrHostClosed
+	}
+	h.addRouteLocked(r)
+	return nil
+}
+
+func (h *Host) addRouteLocked(r Route) {
+	p := r.Destination.Masked()
+	subnet, err := tcpip.NewSubnet(toTCPIPAddr(p.Addr()), tcpip.MaskFromBytes(net.CIDRMask(p.Bits(), p.Addr().BitLen())))
+	if err != nil {
+		panic(err) // a masked prefix is always a valid subnet
+	}
+	var gw tcpip.Address
+	if r.Gateway.IsValid() {
+		gw = toTCPIPAddr(r.Gateway)
+	}
+	// Longest prefix first, as gVisor picks the first match.
+	table := h.s.GetRouteTable()
+	route := tcpip.Route{Destination: subnet, Gateway: gw, NIC: r.NIC.id}
+	i := 0
+	for i < len(table) && table[i].Destination.Prefix() >= subnet.Prefix() {
+		i++
+	}
+	table = append(table[:i], append([]tcpip.Route{route}, table[i:]...)...)
+	h.s.SetRouteTable(table)
+}
+
+// SetDefaultRoute adds a default route for gw's family through nic.
+func (h *Host) SetDefaultRoute(gw netip.Addr, nic *NIC) error {
+	dst := netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+	if gw.Is6() {
+		dst = netip.PrefixFrom(netip.IPv6Unspecified(), 0)
+	}
+	return h.AddRoute(Route{Destination: dst, Gateway: gw, NIC: nic})
+}
+
+// Routes returns the host's routing table.
+func (h *Host) Routes() []Route {
+	var out []Route
+	for _, r := range h.s.GetRouteTable() {
+		rt := Route{
+			Destination: netip.PrefixFrom(fromTCPIPAddr(r.Destination.ID()), r.Destination.Prefix()),
+			NIC:         h.nicByID(r.NIC),
+		}
+		if r.Gateway.Len() > 0 {
+			rt.Gateway = fromTCPIPAddr(r.Gateway)
+		}
+		out = append(out, rt)
+	}
+	return out
+}
+
+// AddHostName adds a name → addresses entry to the host's hosts table.
+func (h *Host) AddHostName(name string, addrs ...netip.Addr) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := normHostName(name)
+	h.hosts[n] = append(h.hosts[n], addrs...)
+}
+
+func normHostName(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, "."))
+}
+
+// LookupNetIP resolves host with the host's hosts table, like
+// (*net.Resolver).LookupNetIP: network is "ip", "ip4" or "ip6"; an IP
+// literal resolves to itself; "localhost" is 127.0.0.1 and ::1. There is no
+// DNS: any other name fails with a *net.DNSError whose IsNotFound is set.
+func (h *Host) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, &net.DNSError{Err: err.Error(), Name: host, IsTimeout: errors.Is(err, context.DeadlineExceeded)}
+	}
+	var want func(netip.Addr) bool
+	switch network {
+	case "ip":
+		want = func(netip.Addr) bool { return true }
+	case "ip4":
+		want = func(a netip.Addr) bool { return a.Is4() || a.Is4In6() }
+	case "ip6":
+		want = func(a netip.Addr) bool { return a.Is6() }
+	default:
+		return nil, net.UnknownNetworkError(network)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if !want(a) {
+			return nil, &net.DNSError{Err: "no suitable address", Name: host, IsNotFound: true}
+		}
+		return []netip.Addr{a}, nil
+	}
+	var cands []netip.Addr
+	name := normHostName(host)
+	if name == "localhost" {
+		cands = []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.IPv6Loopback()}
+	}
+	h.mu.Lock()
+	cands = append(cands, h.hosts[name]...)
+	h.mu.Unlock()
+	var out []netip.Addr
+	for _, a := range cands {
+		if want(a) {
+			out = append(out, a)
+		}
+	}
+	if len(out) == 0 {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	return out, nil
+}
+
+// Close closes every conn of the host (their blocked calls return
+// net.ErrClosed), removes its NICs (their links are closed: a Switch port
+// leaves its switch) and stops the stack. It leaves no goroutine behind.
+// Calling Close again does nothing.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	conns := make([]*UDPConn, 0, len(h.conns))
+	for c := range h.conns {
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	h.s.Destroy()
+	return nil
+}
+
+func (h *Host) track(c *UDPConn) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return ErrHostClosed
+	}
+	h.conns[c] = struct{}{}
+	return nil
+}
+
+func (h *Host) untrack(c *UDPConn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+// toTCPIPAddr converts an address, dropping any zone.
+func toTCPIPAddr(a netip.Addr) tcpip.Address {
+	if a.Is4() {
+		return tcpip.AddrFrom4(a.As4())
+	}
+	return tcpip.AddrFrom16(a.As16())
+}
+
+func fromTCPIPAddr(a tcpip.Address) netip.Addr {
+	switch a.Len() {
+	case 4:
+		return netip.AddrFrom4(a.As4())
+	case 16:
+		return netip.AddrFrom16(a.As16())
+	}
+	return netip.Addr{}
+}

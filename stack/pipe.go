@@ -1,0 +1,151 @@
+package stack
+
+import (
+	"fmt"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// PipeOptions configure a Pipe. The zero value is a 1500-MTU pipe named
+// "pipe".
+type PipeOptions struct {
+	// Name names the pipe; its ends are Name+"/a" and Name+"/b".
+	Name string
+	// MTU is the largest IP packet the pipe carries. Default DefaultMTU.
+	MTU int
+}
+
+// NewPipe returns the two ends of a point-to-point IP link (no Ethernet
+// header, no ARP: like a TUN device or a PPP link). Packets are delivered
+// synchronously to the other end; packets larger than the MTU are dropped
+// and counted (DropMTU), whatever MTU the sending NIC has.
+func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
+	if opts.Name == "" {
+		opts.Name = "pipe"
+	}
+	if opts.MTU <= 0 {
+		opts.MTU = DefaultMTU
+	}
+	if opts.MTU < header.IPv4MinimumMTU {
+		return nil, nil, fmt.Errorf("stack: pipe MTU %d is below the IPv4 minimum of %d", opts.MTU, header.IPv4MinimumMTU)
+	}
+	a = &PipeEnd{name: opts.Name + "/a"}
+	b = &PipeEnd{name: opts.Name + "/b"}
+	a.peer, b.peer = b, a
+	for _, e := range []*PipeEnd{a, b} {
+		e.mtu.Store(uint32(opts.MTU))
+		e.nicMTU.Store(uint32(opts.MTU))
+	}
+	return a, b, nil
+}
+
+// PipeEnd is one end of a Pipe and the IP link endpoint of the NIC attached
+// to it. It implements gVisor's stack.LinkEndpoint.
+type PipeEnd struct {
+	linkEnd
+	name string
+	peer *PipeEnd
+}
+
+var _ stack.LinkEndpoint = (*PipeEnd)(nil)
+
+// Name returns the end's name ("pipe/a" or "pipe/b").
+func (e *PipeEnd) Name() string { return e.name }
+
+// Peer returns the other end.
+func (e *PipeEnd) Peer() *PipeEnd { return e.peer }
+
+// Counters returns a snapshot of this end's counters.
+func (e *PipeEnd) Counters() LinkCounters { return e.counters() }
+
+// SetLinkUp brings this end up or down. A down end drops (and counts, as
+// DropLinkDown) every packet in both directions.
+func (e *PipeEnd) SetLinkUp(up bool) { e.down.Store(!up) }
+
+// SetLinkMTU changes the MTU this end enforces on packets it sends and
+// receives (not the NIC's MTU).
+func (e *PipeEnd) SetLinkMTU(mtu int) { e.mtu.Store(uint32(mtu)) }
+
+// WritePackets implements stack.LinkWriter.
+func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	for _, pkt := range pkts.AsSlice() {
+		size := pkt.Size()
+		switch {
+		case e.down.Load():
+			e.drop(pkt, true, DropLinkDown)
+			continue
+		case size > int(e.mtu.Load()):
+			e.drop(pkt, true, DropMTU)
+			continue
+		}
+		e.txFrames.Add(1)
+		e.txBytes.Add(uint64(size))
+		e.peer.receive(pkt, size)
+	}
+	return pkts.Len(), nil
+}
+
+func (e *PipeEnd) receive(pkt *stack.PacketBuffer, size int) {
+	switch {
+	case e.down.Load():
+		e.drop(pkt, false, DropLinkDown)
+		return
+	case size > int(e.mtu.Load()):
+		e.drop(pkt, false, DropMTU)
+		return
+	}
+	d := e.getDispatcher()
+	if d == nil {
+		e.drop(pkt, false, DropDetached)
+		return
+	}
+	e.rxFrames.Add(1)
+	e.rxBytes.Add(uint64(size))
+	in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+	d.DeliverNetworkPacket(pkt.NetworkProtocolNumber, in)
+	in.DecRef()
+}
+
+// MTU implements stack.LinkEndpoint.
+func (e *PipeEnd) MTU() uint32 { return e.nicMTU.Load() }
+
+// SetMTU implements stack.LinkEndpoint (the NIC's MTU, see SetLinkMTU).
+func (e *PipeEnd) SetMTU(mtu uint32) { e.nicMTU.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (e *PipeEnd) MaxHeaderLength() uint16 { return 0 }
+
+// LinkAddress implements stack.LinkEndpoint: a pipe has no link addresses.
+func (e *PipeEnd) LinkAddress() tcpip.LinkAddress { return "" }
+
+// SetLinkAddress implements stack.LinkEndpoint (ignored).
+func (e *PipeEnd) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint.
+func (e *PipeEnd) Capabilities() stack.LinkEndpointCapabilities { return 0 }
+
+// Attach implements stack.LinkEndpoint.
+func (e *PipeEnd) Attach(d stack.NetworkDispatcher) { e.attach(d) }
+
+// IsAttached implements stack.LinkEndpoint.
+func (e *PipeEnd) IsAttached() bool { return e.getDispatcher() != nil }
+
+// Wait implements stack.LinkEndpoint. A pipe has no goroutines.
+func (e *PipeEnd) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (e *PipeEnd) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareNone }
+
+// AddHeader implements stack.LinkEndpoint (no link header).
+func (e *PipeEnd) AddHeader(*stack.PacketBuffer) {}
+
+// ParseHeader implements stack.LinkEndpoint (no link header).
+func (e *PipeEnd) ParseHeader(*stack.PacketBuffer) bool { return true }
+
+// Close implements stack.LinkEndpoint.
+func (e *PipeEnd) Close() { e.runOnClose() }
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (e *PipeEnd) SetOnCloseAction(fn func()) { e.setOnClose(fn) }

@@ -1,0 +1,332 @@
+package stack
+
+import (
+	"fmt"
+	"hash/fnv"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// DefaultMTU is the MTU of a Switch port or Pipe whose options leave it 0.
+const DefaultMTU = 1500
+
+// SwitchOptions configure a Switch. The zero value is a 1500-MTU switch
+// named "sw".
+type SwitchOptions struct {
+	// Name names the switch in port names and captures. Default "sw".
+	Name string
+	// MTU is the default MTU of new ports. Default DefaultMTU.
+	MTU int
+}
+
+// A Switch is an in-memory Ethernet segment. It learns which MAC is behind
+// which port, forwards unicast frames to that port, and floods broadcast,
+// multicast and unknown-unicast frames to every other port.
+//
+// Frames are delivered synchronously: the receiving host processes a frame
+// on the goroutine of the host that sent it, with no queue in between, so
+// nothing can overflow. Each port enforces its MTU on the frames that enter
+// and leave the switch through it; a frame too big for a port is dropped
+// and counted (DropMTU), whatever MTU the sending NIC has.
+type Switch struct {
+	name string
+	mtu  int
+	id   uint16
+
+	mu    sync.Mutex // serialises port changes
+	ports atomic.Pointer[[]*Port]
+	fdb   sync.Map // tcpip.LinkAddress → *Port
+	next  int      // next port number
+}
+
+// NewSwitch returns an empty switch.
+func NewSwitch(opts SwitchOptions) *Switch {
+	if opts.Name == "" {
+		opts.Name = "sw"
+	}
+	if opts.MTU <= 0 {
+		opts.MTU = DefaultMTU
+	}
+	h := fnv.New32a()
+	h.Write([]byte(opts.Name))
+	sw := &Switch{name: opts.Name, mtu: opts.MTU, id: uint16(h.Sum32())}
+	sw.ports.Store(&[]*Port{})
+	return sw
+}
+
+// Name returns the switch's name.
+func (sw *Switch) Name() string { return sw.name }
+
+// PortOptions configure a Switch port. The zero value takes the switch's
+// MTU and a generated MAC.
+type PortOptions struct {
+	// MTU is the largest IP packet (Ethernet payload) the port carries in
+	// either direction. Default: the switch's MTU.
+	MTU int
+	// NICMTU is the MTU the attached NIC is told. Default: MTU. Set it
+	// larger than MTU to model a host whose MTU is wrong for its link: its
+	// big frames are then dropped at the port and counted.
+	NICMTU int
+	// MAC is the port's (and so the attached NIC's) address. Default: a
+	// locally administered address derived from the switch name and the
+	// port number, the same on every run.
+	MAC net.HardwareAddr
+}
+
+// NewPort adds a port to the switch. The port is a gVisor link endpoint:
+// attach it to a host with Host.AddNIC (optionally wrapped, e.g. by a
+// capture tap).
+func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
+	if opts.MTU <= 0 {
+		opts.MTU = sw.mtu
+	}
+	if opts.MTU < header.IPv4MinimumMTU {
+		return nil, fmt.Errorf("stack: port MTU %d is below the IPv4 minimum of %d", opts.MTU, header.IPv4MinimumMTU)
+	}
+	if opts.NICMTU <= 0 {
+		opts.NICMTU = opts.MTU
+	}
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	num := sw.next
+	sw.next++
+	var mac tcpip.LinkAddress
+	switch {
+	case opts.MAC == nil:
+		mac = tcpip.LinkAddress([]byte{0x02, byte(sw.id >> 8), byte(sw.id), 0, byte(num >> 8), byte(num)})
+	case len(opts.MAC) != 6 || opts.MAC[0]&1 != 0:
+		return nil, fmt.Errorf("stack: port MAC %v is not a 6-byte unicast address", opts.MAC)
+	default:
+		mac = tcpip.LinkAddress(opts.MAC)
+	}
+	p := &Port{sw: sw, num: num, name: fmt.Sprintf("%s/port%d", sw.name, num), mac: mac}
+	p.mtu.Store(uint32(opts.MTU))
+	p.nicMTU.Store(uint32(opts.NICMTU))
+	next := append(append([]*Port(nil), *sw.ports.Load()...), p)
+	sw.ports.Store(&next)
+	return p, nil
+}
+
+// Ports returns the switch's current ports in the order they were added.
+func (sw *Switch) Ports() []*Port {
+	return append([]*Port(nil), *sw.ports.Load()...)
+}
+
+func (sw *Switch) removePort(p *Port) {
+	sw.mu.Lock()
+	defer sw.mu.Unlock()
+	var kept []*Port
+	for _, q := range *sw.ports.Load() {
+		if q != p {
+			kept = append(kept, q)
+		}
+	}
+	sw.ports.Store(&kept)
+	sw.fdb.Range(func(k, v any) bool {
+		if v == p {
+			sw.fdb.Delete(k)
+		}
+		return true
+	})
+}
+
+// forward moves one frame that entered the switch through in.
+func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer) {
+	size := pkt.Size()
+	eth := header.Ethernet(pkt.LinkHeader().Slice())
+	if len(eth) < header.EthernetMinimumSize {
+		in.drop(pkt, true, DropMalformed)
+		return
+	}
+	if size-header.EthernetMinimumSize > int(in.mtu.Load()) {
+		in.drop(pkt, true, DropMTU)
+		return
+	}
+	in.txFrames.Add(1)
+	in.txBytes.Add(uint64(size))
+
+	if src := eth.SourceAddress(); header.IsValidUnicastEthernetAddress(src) {
+		if cur, ok := sw.fdb.Load(src); !ok || cur.(*Port) != in {
+			sw.fdb.Store(src, in)
+		}
+	}
+	dst := eth.DestinationAddress()
+	proto := eth.Type()
+	if header.IsValidUnicastEthernetAddress(dst) {
+		if out, ok := sw.fdb.Load(dst); ok {
+			if out := out.(*Port); out != in {
+				out.receive(pkt, size, proto, tcpip.PacketHost)
+			} else {
+				in.filtered.Add(1) // addressed to a MAC behind its own port
+			}
+			return
+		}
+	}
+	typ := tcpip.PacketOtherHost
+	switch {
+	case dst == header.EthernetBroadcastAddress:
+		typ = tcpip.PacketBroadcast
+	case header.IsMulticastEthernetAddress(dst):
+		typ = tcpip.PacketMulticast
+	}
+	for _, out := range *sw.ports.Load() {
+		if out == in {
+			continue
+		}
+		if typ == tcpip.PacketOtherHost && out.mac == dst {
+			out.receive(pkt, size, proto, tcpip.PacketHost)
+			continue
+		}
+		out.receive(pkt, size, proto, typ)
+	}
+}
+
+// Port is one port of a Switch and the Ethernet link endpoint of the NIC
+// attached to it. It implements gVisor's stack.LinkEndpoint.
+type Port struct {
+	linkEnd
+	sw     *Switch
+	num    int
+	name   string
+	mac    tcpip.LinkAddress
+	closed atomic.Bool
+}
+
+var _ stack.LinkEndpoint = (*Port)(nil)
+
+// Name returns "switch/portN".
+func (p *Port) Name() string { return p.name }
+
+// Switch returns the switch the port belongs to.
+func (p *Port) Switch() *Switch { return p.sw }
+
+// Counters returns a snapshot of the port's counters.
+func (p *Port) Counters() LinkCounters { return p.counters() }
+
+// SetLinkUp brings the port up or down. A down port drops (and counts, as
+// DropLinkDown) every frame in both directions.
+func (p *Port) SetLinkUp(up bool) { p.down.Store(!up) }
+
+// SetPortMTU changes the MTU the port enforces (not the NIC's MTU).
+func (p *Port) SetPortMTU(mtu int) { p.mtu.Store(uint32(mtu)) }
+
+// PortMTU returns the MTU the port enforces.
+func (p *Port) PortMTU() int { return int(p.mtu.Load()) }
+
+// Remove takes the port out of its switch; frames written to it afterwards
+// are dropped as DropDetached. Removing the NIC from its host does the same.
+func (p *Port) Remove() {
+	if p.closed.CompareAndSwap(false, true) {
+		p.sw.removePort(p)
+	}
+}
+
+// receive delivers a frame leaving the switch through p to p's NIC.
+func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkProtocolNumber, typ tcpip.PacketType) {
+	switch {
+	case p.down.Load():
+		p.drop(pkt, false, DropLinkDown)
+		return
+	case size-header.EthernetMinimumSize > int(p.mtu.Load()):
+		p.drop(pkt, false, DropMTU)
+		return
+	}
+	d := p.getDispatcher()
+	if d == nil {
+		p.drop(pkt, false, DropDetached)
+		return
+	}
+	if typ == tcpip.PacketOtherHost {
+		p.filtered.Add(1)
+		return
+	}
+	p.rxFrames.Add(1)
+	p.rxBytes.Add(uint64(size))
+	in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
+	in.LinkHeader().Consume(header.EthernetMinimumSize)
+	in.PktType = typ
+	d.DeliverNetworkPacket(proto, in)
+	in.DecRef()
+}
+
+// WritePackets implements stack.LinkWriter: the frames enter the switch.
+func (p *Port) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+	for _, pkt := range pkts.AsSlice() {
+		switch {
+		case p.down.Load():
+			p.drop(pkt, true, DropLinkDown)
+		case p.closed.Load():
+			p.drop(pkt, true, DropDetached)
+		default:
+			p.sw.forward(p, pkt)
+		}
+	}
+	return pkts.Len(), nil
+}
+
+// MTU implements stack.LinkEndpoint.
+func (p *Port) MTU() uint32 { return p.nicMTU.Load() }
+
+// SetMTU implements stack.LinkEndpoint. It changes the MTU the NIC is told,
+// not the one the port enforces (see SetPortMTU).
+func (p *Port) SetMTU(mtu uint32) { p.nicMTU.Store(mtu) }
+
+// MaxHeaderLength implements stack.LinkEndpoint.
+func (p *Port) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+
+// LinkAddress implements stack.LinkEndpoint.
+func (p *Port) LinkAddress() tcpip.LinkAddress { return p.mac }
+
+// SetLinkAddress implements stack.LinkEndpoint. A port's MAC is fixed; the
+// call is ignored.
+func (p *Port) SetLinkAddress(tcpip.LinkAddress) {}
+
+// Capabilities implements stack.LinkEndpoint. The port resolves addresses
+// with ARP/NDP and offloads no checksums, so every frame on the wire (and in
+// a capture) carries real checksums.
+func (p *Port) Capabilities() stack.LinkEndpointCapabilities {
+	return stack.CapabilityResolutionRequired
+}
+
+// Attach implements stack.LinkEndpoint.
+func (p *Port) Attach(d stack.NetworkDispatcher) { p.attach(d) }
+
+// IsAttached implements stack.LinkEndpoint.
+func (p *Port) IsAttached() bool { return p.getDispatcher() != nil }
+
+// Wait implements stack.LinkEndpoint. A port has no goroutines.
+func (p *Port) Wait() {}
+
+// ARPHardwareType implements stack.LinkEndpoint.
+func (p *Port) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+
+// AddHeader implements stack.LinkEndpoint.
+func (p *Port) AddHeader(pkt *stack.PacketBuffer) {
+	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
+	eth.Encode(&header.EthernetFields{
+		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
+		DstAddr: pkt.EgressRoute.RemoteLinkAddress,
+		Type:    pkt.NetworkProtocolNumber,
+	})
+}
+
+// ParseHeader implements stack.LinkEndpoint.
+func (p *Port) ParseHeader(pkt *stack.PacketBuffer) bool {
+	_, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	return ok
+}
+
+// Close implements stack.LinkEndpoint: the host removed its NIC, so the port
+// leaves the switch.
+func (p *Port) Close() {
+	p.runOnClose()
+	p.Remove()
+}
+
+// SetOnCloseAction implements stack.LinkEndpoint.
+func (p *Port) SetOnCloseAction(fn func()) { p.setOnClose(fn) }

@@ -1,0 +1,542 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+	"gvisor.dev/gvisor/pkg/waiter"
+)
+
+// UDPConn is a UDP socket on a Host. It implements net.PacketConn, with
+// the netip.AddrPort methods of *net.UDPConn, and the socket options the
+// dgram package needs.
+//
+// Errors are *net.OpError values like package net's: errors.Is(err,
+// net.ErrClosed) after Close, errors.Is(err, syscall.EADDRINUSE) and so on
+// for what Linux would report, and a timeout (os.ErrDeadlineExceeded) when
+// a deadline passes.
+//
+// A UDPConn is safe for concurrent use. IPv4 datagrams larger than the path
+// MTU are fragmented with DF clear and a unique IP ID per datagram, as
+// Linux does.
+type UDPConn struct {
+	host   *Host
+	family string // "udp4" or "udp6"
+	ep     tcpip.Endpoint
+	wq     waiter.Queue
+	closed chan struct{}
+	once   sync.Once
+
+	readMu    sync.Mutex
+	rentry    waiter.Entry
+	rch       chan struct{}
+	rbuf      tcpip.SliceWriter
+	rdeadline *deadline
+
+	writeMu   sync.Mutex
+	wentry    waiter.Entry
+	wch       chan struct{}
+	wbuf      bytes.Reader
+	wto       tcpip.FullAddress
+	wdeadline *deadline
+}
+
+var _ net.PacketConn = (*UDPConn)(nil)
+
+// ListenUDP opens a UDP socket bound to laddr, like net.ListenUDP: network
+// is "udp", "udp4" or "udp6"; an unspecified address binds all interfaces
+// and port 0 picks an ephemeral port. A "udp6" socket is dual-stack.
+func (h *Host) ListenUDP(network string, laddr netip.AddrPort) (*UDPConn, error) {
+	if network == "udp" {
+		network = "udp6"
+		if laddr.Addr().Is4() {
+			network = "udp4"
+		}
+	}
+	return h.openUDP(network, laddr, false, false)
+}
+
+// ListenPacket is like net.ListenPacket for network "udp", "udp4" or
+// "udp6" and an address "host:port" (host may be empty, an IP literal or a
+// name from the host's hosts table).
+func (h *Host) ListenPacket(network, address string) (net.PacketConn, error) {
+	ap, err := h.resolveAddrPort(network, address)
+	if err != nil {
+		return nil, &net.OpError{Op: "listen", Net: network, Err: err}
+	}
+	c, err := h.ListenUDP(network, ap)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ResolveUDPAddr is like net.ResolveUDPAddr, with the host's hosts table.
+func (h *Host) ResolveUDPAddr(network, address string) (*net.UDPAddr, error) {
+	ap, err := h.resolveAddrPort(network, address)
+	if err != nil {
+		return nil, err
+	}
+	return net.UDPAddrFromAddrPort(ap), nil
+}
+
+func (h *Host) resolveAddrPort(network, address string) (netip.AddrPort, error) {
+	var lookupNet string
+	switch network {
+	case "udp":
+		lookupNet = "ip"
+	case "udp4":
+		lookupNet = "ip4"
+	case "udp6":
+		lookupNet = "ip6"
+	default:
+		return netip.AddrPort{}, net.UnknownNetworkError(network)
+	}
+	host, portStr, err := net.SplitHostPort(address)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, &net.AddrError{Err: "invalid port", Addr: address}
+	}
+	if host == "" {
+		return netip.AddrPortFrom(netip.Addr{}, uint16(port)), nil
+	}
+	addrs, err := h.LookupNetIP(context.Background(), lookupNet, host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(addrs[0], uint16(port)), nil
+}
+
+// OpenUDP implements dgram.Network: it opens a UDP socket of family network
+// ("udp4" or "udp6") bound to laddr, with SO_REUSEADDR and IPV6_V6ONLY as
+// given.
+func (h *Host) OpenUDP(network string, laddr netip.AddrPort, reuseAddr, ipv6Only bool) (net.PacketConn, error) {
+	c, err := h.openUDP(network, laddr, reuseAddr, ipv6Only)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (h *Host) openUDP(network string, laddr netip.AddrPort, reuseAddr, ipv6Only bool) (*UDPConn, error) {
+	ua := net.UDPAddrFromAddrPort(laddr)
+	var proto tcpip.NetworkProtocolNumber
+	switch network {
+	case "udp4":
+		proto = ipv4.ProtocolNumber
+	case "udp6":
+		proto = ipv6.ProtocolNumber
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Addr: ua, Err: net.UnknownNetworkError(network)}
+	}
+	full, errno := h.fullAddr(network, laddr, true)
+	if errno != 0 {
+		return nil, errnoError("listen", nil, ua, errno)
+	}
+	c := &UDPConn{host: h, family: network, closed: make(chan struct{}), rdeadline: newDeadline(), wdeadline: newDeadline()}
+	ep, tcpipErr := h.s.NewEndpoint(udp.ProtocolNumber, proto, &c.wq)
+	if tcpipErr != nil {
+		return nil, opError("listen", nil, ua, tcpipErr)
+	}
+	c.ep = ep
+	// DF clear and unique IP IDs: gVisor's default gives every fragment
+	// DF=1 and ID 0, which lets two datagrams' fragments mix.
+	ep.SetSockOptInt(tcpip.MTUDiscoverOption, int(tcpip.PMTUDiscoveryDont))
+	ep.SocketOptions().SetReuseAddress(reuseAddr)
+	if proto == ipv6.ProtocolNumber {
+		ep.SocketOptions().SetV6Only(ipv6Only)
+	}
+	if tcpipErr := ep.Bind(full); tcpipErr != nil {
+		ep.Close()
+		return nil, opError("listen", nil, ua, tcpipErr)
+	}
+	if err := h.track(c); err != nil {
+		ep.Close()
+		return nil, closedError("listen", ua)
+	}
+	c.rentry, c.rch = waiter.NewChannelEntry(waiter.ReadableEvents)
+	c.wentry, c.wch = waiter.NewChannelEntry(waiter.WritableEvents)
+	c.wq.EventRegister(&c.rentry)
+	c.wq.EventRegister(&c.wentry)
+	return c, nil
+}
+
+// fullAddr converts an address for an endpoint of family network. For
+// "udp6" an IPv4 address is used in its IPv4-mapped form only when local is
+// false (sending from a dual-stack socket); binding needs the mapped form
+// spelt out, as on Linux.
+func (h *Host) fullAddr(network string, ap netip.AddrPort, local bool) (tcpip.FullAddress, syscall.Errno) {
+	a := ap.Addr()
+	full := tcpip.FullAddress{Port: ap.Port()}
+	if !a.IsValid() {
+		return full, 0
+	}
+	switch network {
+	case "udp4":
+		if a.Is6() && !a.Is4In6() {
+			return full, syscall.EINVAL
+		}
+		a = a.Unmap()
+	case "udp6":
+		if a.Is4() {
+			if local {
+				return full, syscall.EINVAL
+			}
+			a = netip.AddrFrom16(a.As16())
+		}
+	}
+	if z := a.Zone(); z != "" {
+		n := h.NIC(z)
+		if n == nil {
+			if id, err := strconv.Atoi(z); err == nil {
+				n = h.nicByID(tcpip.NICID(id))
+			}
+		}
+		if n == nil {
+			return full, syscall.ENODEV
+		}
+		full.NIC = n.id
+	} else if local && a.Is6() && a.IsLinkLocalUnicast() {
+		return full, syscall.EINVAL // Linux needs a scope to bind fe80::/10
+	}
+	if !a.IsUnspecified() || !local {
+		full.Addr = toTCPIPAddr(a)
+	}
+	return full, 0
+}
+
+// toAddrPort converts a peer's address as Linux reports it to a socket of
+// this conn's family.
+func (c *UDPConn) toAddrPort(full tcpip.FullAddress) netip.AddrPort {
+	a := fromTCPIPAddr(full.Addr)
+	if c.family == "udp6" && a.Is4() {
+		a = netip.AddrFrom16(a.As16())
+	}
+	if a.Is6() && (a.IsLinkLocalUnicast() || a.IsLinkLocalMulticast()) && full.NIC != 0 {
+		if n := c.host.nicByID(full.NIC); n != nil {
+			a = a.WithZone(n.name)
+		}
+	}
+	return netip.AddrPortFrom(a, full.Port)
+}
+
+// LocalAddr returns the bound address as a *net.UDPAddr.
+func (c *UDPConn) LocalAddr() net.Addr {
+	return net.UDPAddrFromAddrPort(c.LocalAddrPort())
+}
+
+// LocalAddrPort returns the bound address; the unspecified address of the
+// conn's family when bound to all interfaces.
+func (c *UDPConn) LocalAddrPort() netip.AddrPort {
+	full, tcpipErr := c.ep.GetLocalAddress()
+	if tcpipErr != nil {
+		return netip.AddrPort{}
+	}
+	if full.Addr.Len() == 0 {
+		if c.family == "udp4" {
+			return netip.AddrPortFrom(netip.IPv4Unspecified(), full.Port)
+		}
+		return netip.AddrPortFrom(netip.IPv6Unspecified(), full.Port)
+	}
+	return c.toAddrPort(full)
+}
+
+// RemoteAddrPort returns the connected peer, or the zero AddrPort.
+func (c *UDPConn) RemoteAddrPort() netip.AddrPort {
+	full, tcpipErr := c.ep.GetRemoteAddress()
+	if tcpipErr != nil {
+		return netip.AddrPort{}
+	}
+	return c.toAddrPort(full)
+}
+
+// ReadFrom implements net.PacketConn. The address is a *net.UDPAddr.
+func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
+	n, ap, err := c.ReadFromUDPAddrPort(b)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(ap), nil
+}
+
+// ReadFromUDPAddrPort reads one datagram into b, blocking until one
+// arrives, the read deadline passes or the conn is closed. A datagram
+// longer than b is truncated to len(b), as on Linux. On a dual-stack "udp6"
+// conn, IPv4 peers are reported as IPv4-mapped addresses.
+func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	for {
+		c.rbuf = b
+		res, tcpipErr := c.ep.Read(&c.rbuf, tcpip.ReadOptions{NeedRemoteAddr: true})
+		c.rbuf = nil
+		switch tcpipErr.(type) {
+		case nil:
+			return res.Count, c.toAddrPort(res.RemoteAddr), nil
+		case *tcpip.ErrWouldBlock:
+			select {
+			case <-c.rch:
+			case <-c.closed:
+				return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+			case <-c.rdeadline.wait():
+				return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
+			}
+		case *tcpip.ErrClosedForReceive:
+			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+		default:
+			return 0, netip.AddrPort{}, opError("read", c.LocalAddr(), nil, tcpipErr)
+		}
+	}
+}
+
+// WriteTo implements net.PacketConn. addr must be a *net.UDPAddr (or any
+// net.Addr whose String is "ip:port"); any other address is an error.
+func (c *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	var ap netip.AddrPort
+	switch a := addr.(type) {
+	case *net.UDPAddr:
+		if a == nil {
+			return 0, errnoError("write", c.LocalAddr(), nil, syscall.EDESTADDRREQ)
+		}
+		ap = a.AddrPort()
+		if a.Zone != "" {
+			ap = netip.AddrPortFrom(ap.Addr().WithZone(a.Zone), ap.Port())
+		}
+	case nil:
+		return 0, errnoError("write", c.LocalAddr(), nil, syscall.EDESTADDRREQ)
+	default:
+		var err error
+		ap, err = netip.ParseAddrPort(addr.String())
+		if err != nil {
+			return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: addr, Err: &net.AddrError{Err: "not a UDP address", Addr: addr.String()}}
+		}
+	}
+	return c.WriteToUDPAddrPort(b, ap)
+}
+
+// WriteToUDPAddrPort sends b as one datagram to addr. An IPv4 address on a
+// dual-stack "udp6" conn is sent as IPv4.
+func (c *UDPConn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	if !addr.IsValid() || addr.Port() == 0 {
+		return 0, errnoError("write", c.LocalAddr(), net.UDPAddrFromAddrPort(addr), syscall.EINVAL)
+	}
+	full, errno := c.host.fullAddr(c.family, addr, false)
+	if errno != 0 {
+		return 0, errnoError("write", c.LocalAddr(), net.UDPAddrFromAddrPort(addr), errno)
+	}
+	return c.write(b, &full, addr)
+}
+
+// Write sends b to the connected peer.
+func (c *UDPConn) Write(b []byte) (int, error) {
+	return c.write(b, nil, netip.AddrPort{})
+}
+
+func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (int, error) {
+	if c.isClosed() {
+		return 0, closedError("write", c.LocalAddr())
+	}
+	c.writeMu.Lock()
+	defer c.writeMu.Unlock()
+	opts := tcpip.WriteOptions{}
+	if to != nil {
+		c.wto = *to
+		opts.To = &c.wto
+	}
+	for {
+		c.wbuf.Reset(b)
+		n, tcpipErr := c.ep.Write(&c.wbuf, opts)
+		switch tcpipErr.(type) {
+		case nil:
+			c.wbuf.Reset(nil)
+			return int(n), nil
+		case *tcpip.ErrWouldBlock:
+			select {
+			case <-c.wch:
+			case <-c.closed:
+				return 0, closedError("write", c.LocalAddr())
+			case <-c.wdeadline.wait():
+				return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
+			}
+		case *tcpip.ErrClosedForSend:
+			return 0, closedError("write", c.LocalAddr())
+		default:
+			var raddr net.Addr
+			if addr.IsValid() {
+				raddr = net.UDPAddrFromAddrPort(addr)
+			}
+			return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
+		}
+	}
+}
+
+// Connect sets the conn's default peer and makes it receive only from it;
+// an ICMP port-unreachable answer then makes a later read or write fail
+// with ECONNREFUSED, as on Linux.
+func (c *UDPConn) Connect(addr netip.AddrPort) error {
+	full, errno := c.host.fullAddr(c.family, addr, false)
+	if errno != 0 {
+		return errnoError("connect", c.LocalAddr(), net.UDPAddrFromAddrPort(addr), errno)
+	}
+	if tcpipErr := c.ep.Connect(full); tcpipErr != nil {
+		return opError("connect", c.LocalAddr(), net.UDPAddrFromAddrPort(addr), tcpipErr)
+	}
+	return nil
+}
+
+// Disconnect undoes Connect (connect(2) with AF_UNSPEC).
+func (c *UDPConn) Disconnect() error {
+	if tcpipErr := c.ep.Disconnect(); tcpipErr != nil {
+		return opError("connect", c.LocalAddr(), nil, tcpipErr)
+	}
+	return nil
+}
+
+// SetBroadcast sets SO_BROADCAST: without it, sending to a broadcast
+// address fails with EACCES.
+func (c *UDPConn) SetBroadcast(on bool) error {
+	if c.isClosed() {
+		return closedError("set", c.LocalAddr())
+	}
+	c.ep.SocketOptions().SetBroadcast(on)
+	return nil
+}
+
+// SetTTL sets the unicast TTL (IPv4) or hop limit (IPv6), 1..255.
+func (c *UDPConn) SetTTL(ttl int) error {
+	if ttl < 1 || ttl > 255 {
+		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
+	}
+	opt := tcpip.IPv4TTLOption
+	if c.family == "udp6" {
+		opt = tcpip.IPv6HopLimitOption
+	}
+	if tcpipErr := c.ep.SetSockOptInt(opt, ttl); tcpipErr != nil {
+		return opError("set", c.LocalAddr(), nil, tcpipErr)
+	}
+	return nil
+}
+
+// SetMulticastTTL sets the TTL of multicast datagrams, 0..255.
+func (c *UDPConn) SetMulticastTTL(ttl int) error {
+	if ttl < 0 || ttl > 255 {
+		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
+	}
+	if tcpipErr := c.ep.SetSockOptInt(tcpip.MulticastTTLOption, ttl); tcpipErr != nil {
+		return opError("set", c.LocalAddr(), nil, tcpipErr)
+	}
+	return nil
+}
+
+// SetMulticastLoopback sets whether multicast datagrams are looped back to
+// the sending host.
+func (c *UDPConn) SetMulticastLoopback(on bool) error {
+	c.ep.SocketOptions().SetMulticastLoop(on)
+	return nil
+}
+
+// SetReadBuffer sets the receive buffer size (SO_RCVBUF); like Linux, the
+// conn keeps twice the value asked for.
+func (c *UDPConn) SetReadBuffer(bytes int) error {
+	if bytes < 0 {
+		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
+	}
+	c.ep.SocketOptions().SetReceiveBufferSize(int64(bytes)*2, true)
+	return nil
+}
+
+// SetWriteBuffer sets the send buffer size (SO_SNDBUF), doubled like Linux.
+func (c *UDPConn) SetWriteBuffer(bytes int) error {
+	if bytes < 0 {
+		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
+	}
+	c.ep.SocketOptions().SetSendBufferSize(int64(bytes)*2, true)
+	return nil
+}
+
+// ReadBufferSize returns the receive buffer size (as getsockopt SO_RCVBUF).
+func (c *UDPConn) ReadBufferSize() (int, error) {
+	return int(c.ep.SocketOptions().GetReceiveBufferSize()), nil
+}
+
+// WriteBufferSize returns the send buffer size (as getsockopt SO_SNDBUF).
+func (c *UDPConn) WriteBufferSize() (int, error) {
+	return int(c.ep.SocketOptions().GetSendBufferSize()), nil
+}
+
+// SetDeadline implements net.PacketConn.
+func (c *UDPConn) SetDeadline(t time.Time) error {
+	c.rdeadline.set(t)
+	c.wdeadline.set(t)
+	return nil
+}
+
+// SetReadDeadline implements net.PacketConn.
+func (c *UDPConn) SetReadDeadline(t time.Time) error {
+	c.rdeadline.set(t)
+	return nil
+}
+
+// SetWriteDeadline implements net.PacketConn.
+func (c *UDPConn) SetWriteDeadline(t time.Time) error {
+	c.wdeadline.set(t)
+	return nil
+}
+
+func (c *UDPConn) isClosed() bool {
+	select {
+	case <-c.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close closes the conn; blocked reads and writes return net.ErrClosed.
+// Closing twice returns an error wrapping net.ErrClosed.
+func (c *UDPConn) Close() error {
+	first := false
+	c.once.Do(func() {
+		first = true
+		close(c.closed)
+		c.wq.EventUnregister(&c.rentry)
+		c.wq.EventUnregister(&c.wentry)
+		c.ep.Close()
+		c.rdeadline.stop()
+		c.wdeadline.stop()
+		c.host.untrack(c)
+	})
+	if !first {
+		return closedError("close", nil)
+	}
+	return nil
+}
+
+// String describes the conn for logs.
+func (c *UDPConn) String() string {
+	return fmt.Sprintf("%s %s %v", c.host.name, c.family, c.LocalAddrPort())
+}
+
+// maxPayload is the largest UDP payload of each family.
+func maxPayload(family string) int {
+	if family == "udp4" {
+		return 0xffff - header.IPv4MinimumSize - header.UDPMinimumSize
+	}
+	return 0xffff - header.UDPMinimumSize
+}
