@@ -31,8 +31,6 @@ func errnoOf(tcpipErr tcpip.Error) syscall.Errno {
 		return syscall.EHOSTUNREACH
 	case *tcpip.ErrHostDown:
 		return syscall.EHOSTDOWN
-	case *tcpip.ErrNoNet:
-		return syscall.ENONET
 	case *tcpip.ErrWouldBlock:
 		return syscall.EAGAIN
 	case *tcpip.ErrNoBufferSpace:

@@ -80,9 +80,7 @@ func (n *NIC) AddAddress(p netip.Prefix) error {
 	if tcpipErr != nil {
 		return fmt.Errorf("stack: %v: add address %v: %s", n, p, tcpipErr)
 	}
-	if !(a.Is6() && p.Bits() == 128) {
-		h.addRouteLocked(Route{Destination: p.Masked(), NIC: n})
-	}
+	h.addRouteLocked(Route{Destination: p.Masked(), NIC: n})
 	if a.Is4() && n.id != loopbackNIC && !h.bcast {
 		h.bcast = true
 		h.addRouteLocked(Route{Destination: netip.MustParsePrefix("255.255.255.255/32"), NIC: n})

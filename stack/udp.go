@@ -209,7 +209,7 @@ func (h *Host) fullAddr(network string, ap netip.AddrPort, local bool) (tcpip.Fu
 			}
 		}
 		if n == nil {
-			return full, syscall.ENODEV
+			return full, syscall.EINVAL // as Linux for an unknown scope
 		}
 		full.NIC = n.id
 	} else if local && a.Is6() && a.IsLinkLocalUnicast() {

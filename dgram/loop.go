@@ -1,0 +1,256 @@
+package dgram
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// A Loop is Node's event loop for a set of sockets. Every callback and
+// listener of its sockets runs on the goroutine that calls Run, one at a
+// time, never inside the call that caused it.
+//
+// Ordering follows Node: work caused by an API call (the 'listening' after
+// Bind, a send's callback, 'close' after Close) runs in a "next tick" queue
+// that is drained completely before the next I/O event ('message', or a
+// function given to Post) is handled.
+//
+// Loop and Socket methods may be called from any goroutine, including from
+// inside callbacks.
+type Loop struct {
+	network Network
+
+	mu       sync.Mutex
+	ticks    []func()
+	io       []func()
+	wake     chan struct{} // capacity 1: something was queued
+	sockets  map[*Socket]struct{}
+	holds    int // Hold calls not yet released
+	inflight int // lookups and other work running off the loop
+	running  bool
+	fatal    error
+	// closing holds the reader-done channels of closed sockets, which Run
+	// waits for before it returns.
+	closing []chan struct{}
+}
+
+// NewLoop returns a loop whose sockets live on network unless their options
+// say otherwise. network may be nil if every socket names its own.
+func NewLoop(network Network) *Loop {
+	return &Loop{network: network, wake: make(chan struct{}, 1), sockets: make(map[*Socket]struct{})}
+}
+
+// Network returns the loop's default network.
+func (l *Loop) Network() Network { return l.network }
+
+// nextTick queues fn to run before any further I/O event.
+func (l *Loop) nextTick(fn func()) {
+	l.mu.Lock()
+	l.ticks = append(l.ticks, fn)
+	l.mu.Unlock()
+	l.signal()
+}
+
+// nextTickLocked is nextTick with l.mu held.
+func (l *Loop) nextTickLocked(fn func()) {
+	l.ticks = append(l.ticks, fn)
+	l.signal()
+}
+
+// Post queues fn to run on the loop as an I/O event (like Node's
+// setImmediate): after every pending tick. A queued fn keeps Run alive.
+func (l *Loop) Post(fn func()) {
+	if fn == nil {
+		return
+	}
+	l.postIO(fn)
+}
+
+func (l *Loop) postIO(fn func()) {
+	l.mu.Lock()
+	l.io = append(l.io, fn)
+	l.mu.Unlock()
+	l.signal()
+}
+
+func (l *Loop) signal() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Hold keeps Run from returning until release is called, for programs that
+// drive sockets from other goroutines. Calling release twice is harmless.
+func (l *Loop) Hold() (release func()) {
+	l.mu.Lock()
+	l.holds++
+	l.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			l.holds--
+			l.mu.Unlock()
+			l.signal()
+		})
+	}
+}
+
+// startWork and endWork bracket work running off the loop (a name lookup)
+// whose result will come back as an event; it keeps Run alive.
+func (l *Loop) startWork() {
+	l.mu.Lock()
+	l.inflight++
+	l.mu.Unlock()
+}
+
+func (l *Loop) endWork(fn func()) {
+	l.mu.Lock()
+	l.inflight--
+	l.io = append(l.io, fn)
+	l.mu.Unlock()
+	l.signal()
+}
+
+// fail records an 'error' that had no listener; Run returns it.
+func (l *Loop) fail(err error) {
+	l.mu.Lock()
+	if l.fatal == nil {
+		l.fatal = err
+	}
+	l.mu.Unlock()
+	l.signal()
+}
+
+// ErrLoopRunning is returned by Run when the loop is already running.
+var ErrLoopRunning = errors.New("dgram: loop is already running")
+
+// Run runs the loop until there is nothing left to do: no queued work, no
+// pending lookup, no Hold, and no socket that is bound (or binding), not
+// closed and not unref'd. It then returns nil.
+//
+// If an 'error' event is emitted on a socket with no 'error' listener, Run
+// closes every socket of the loop (without further events) and returns that
+// error, where Node would crash.
+//
+// If ctx is cancelled, Run closes every socket (their 'close' events run),
+// finishes the work that is queued, and returns ctx.Err().
+//
+// Before returning, Run waits for the reader goroutines of closed sockets,
+// so a closed socket leaves no goroutine behind.
+func (l *Loop) Run(ctx context.Context) error {
+	l.mu.Lock()
+	if l.running {
+		l.mu.Unlock()
+		return ErrLoopRunning
+	}
+	l.running = true
+	l.mu.Unlock()
+	defer func() {
+		l.mu.Lock()
+		l.running = false
+		l.mu.Unlock()
+	}()
+
+	cancelled := false
+	for {
+		l.mu.Lock()
+		if err := l.fatal; err != nil {
+			l.fatal = nil
+			l.ticks, l.io = nil, nil
+			socks := l.openSocketsLocked()
+			l.mu.Unlock()
+			for _, s := range socks {
+				s.destroy()
+			}
+			l.waitReaders()
+			return err
+		}
+		if cancelled {
+			// Sockets created after the cancellation are closed too.
+			if socks := l.openSocketsLocked(); len(socks) > 0 {
+				l.mu.Unlock()
+				for _, s := range socks {
+					s.forceClose()
+				}
+				continue
+			}
+		}
+		if len(l.ticks) > 0 {
+			fn := l.ticks[0]
+			l.ticks[0] = nil
+			l.ticks = l.ticks[1:]
+			l.mu.Unlock()
+			fn()
+			continue
+		}
+		if len(l.io) > 0 {
+			fn := l.io[0]
+			l.io[0] = nil
+			l.io = l.io[1:]
+			l.mu.Unlock()
+			fn()
+			continue
+		}
+		if !l.aliveLocked() {
+			l.mu.Unlock()
+			l.waitReaders()
+			if cancelled {
+				return ctx.Err()
+			}
+			return nil
+		}
+		l.mu.Unlock()
+
+		done := ctx.Done()
+		if cancelled {
+			done = nil
+		}
+		select {
+		case <-l.wake:
+		case <-done:
+			cancelled = true
+			l.mu.Lock()
+			socks := l.openSocketsLocked()
+			l.mu.Unlock()
+			for _, s := range socks {
+				s.forceClose()
+			}
+		}
+	}
+}
+
+// waitReaders waits for the reader goroutines of closed sockets to exit.
+func (l *Loop) waitReaders() {
+	l.mu.Lock()
+	chans := l.closing
+	l.closing = nil
+	l.mu.Unlock()
+	for _, ch := range chans {
+		<-ch
+	}
+}
+
+// aliveLocked reports whether anything keeps the loop running.
+func (l *Loop) aliveLocked() bool {
+	if l.holds > 0 || l.inflight > 0 {
+		return true
+	}
+	for s := range l.sockets {
+		if s.keepsAliveLocked() {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Loop) openSocketsLocked() []*Socket {
+	var out []*Socket
+	for s := range l.sockets {
+		if !s.closed {
+			out = append(out, s)
+		}
+	}
+	return out
+}
