@@ -1,0 +1,225 @@
+package capture
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+	"github.com/gopacket/gopacket/pcapgo"
+)
+
+// ErrClosed is returned by PcapngWriter.Flush after Close.
+var ErrClosed = errors.New("capture: writer closed")
+
+// PcapngWriter is a Sink that writes frames to a pcapng stream.
+//
+// Each link gets its own interface (IDB), named after the link, declared
+// when a tap is created on it or at the link's first frame, with link type
+// Ethernet for Ethernet links and LINKTYPE_RAW (101) for L3 links, no snap
+// length and nanosecond timestamps (if_tsresol 9). Every frame is an
+// Enhanced Packet Block whose flags word carries the direction (inbound or
+// outbound). A dropped frame is written like the others, on its link's
+// interface, with a packet comment made by DropComment, e.g.
+// "dgramlab: dropped: mtu (link sw0/port2, outbound)".
+//
+// PcapngWriter is safe for concurrent use. Writes are buffered: call Flush
+// to push them to the underlying writer, and Close at the end. The first
+// write error is kept and returned by Flush, Close and Err; frames recorded
+// after an error or after Close are discarded.
+type PcapngWriter struct {
+	mu     sync.Mutex
+	dst    io.Writer
+	file   io.Closer // closed by Close when the writer made it
+	ng     *pcapgo.NgWriter
+	ifaces map[linkKey]int
+	err    error
+	closed bool
+}
+
+type linkKey struct {
+	name     string
+	linkType layers.LinkType
+}
+
+var (
+	_ Sink      = (*PcapngWriter)(nil)
+	_ LinkAdder = (*PcapngWriter)(nil)
+)
+
+// pcapngSection is the section header information of every file written.
+var pcapngSection = pcapgo.NgWriterOptions{
+	SectionInfo: pcapgo.NgSectionInfo{Application: "dgramlab"},
+}
+
+// NewPcapngWriter returns a writer that writes pcapng to w. Nothing is
+// written until the first link is added; a writer closed without links
+// writes an empty section. Close does not close w.
+func NewPcapngWriter(w io.Writer) *PcapngWriter {
+	return &PcapngWriter{dst: w, ifaces: make(map[linkKey]int)}
+}
+
+// CreatePcapngFile creates (or truncates) the file at path and returns a
+// writer to it; Close flushes and closes the file.
+func CreatePcapngFile(path string) (*PcapngWriter, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	w := NewPcapngWriter(f)
+	w.file = f
+	return w, nil
+}
+
+// AddLink implements LinkAdder: it declares an interface for the link now,
+// so that interface numbers follow the order of AddLink calls. Adding a
+// link twice does nothing.
+func (w *PcapngWriter) AddLink(name string, linkType layers.LinkType) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.err != nil {
+		return
+	}
+	if _, err := w.iface(name, linkType); err != nil {
+		w.err = err
+	}
+}
+
+// Record implements Sink.
+func (w *PcapngWriter) Record(f Frame) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed || w.err != nil {
+		return
+	}
+	id, err := w.iface(f.Link, f.LinkType)
+	if err != nil {
+		w.err = err
+		return
+	}
+	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: epbDirection(f.Dir)}}
+	if f.Drop != "" {
+		opts.Comments = []string{DropComment(f.Drop, f.Link, f.Dir)}
+	}
+	ci := gopacket.CaptureInfo{
+		Timestamp:      fileTime(f.Time),
+		CaptureLength:  len(f.Data),
+		Length:         max(f.Len, len(f.Data)),
+		InterfaceIndex: id,
+	}
+	if err := w.ng.WritePacketWithOptions(ci, f.Data, opts); err != nil {
+		w.err = err
+	}
+}
+
+// Flush writes buffered frames to the underlying writer.
+func (w *PcapngWriter) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return ErrClosed
+	}
+	if w.err == nil && w.ng != nil {
+		w.err = w.ng.Flush()
+	}
+	return w.err
+}
+
+// Close flushes the writer (writing an empty section if no link was ever
+// added) and, for a writer made by CreatePcapngFile, closes the file. Later
+// calls return the same error. Frames recorded after Close are discarded.
+func (w *PcapngWriter) Close() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return w.err
+	}
+	w.closed = true
+	if w.err == nil {
+		if w.ng == nil {
+			w.err = writeEmptySection(w.dst)
+		} else {
+			w.err = w.ng.Flush()
+		}
+	}
+	if w.file != nil {
+		if err := w.file.Close(); w.err == nil {
+			w.err = err
+		}
+	}
+	return w.err
+}
+
+// Err returns the first error the writer met, or nil.
+func (w *PcapngWriter) Err() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// iface returns the interface id of a link, declaring it (and, on first
+// use, the section) if needed. w.mu must be held.
+func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error) {
+	key := linkKey{name, linkType}
+	if id, ok := w.ifaces[key]; ok {
+		return id, nil
+	}
+	intf := pcapgo.NgInterface{
+		Name:                name,
+		LinkType:            linkType,
+		TimestampResolution: 9,
+	}
+	var id int
+	if w.ng == nil {
+		ng, err := pcapgo.NewNgWriterInterface(w.dst, intf, pcapngSection)
+		if err != nil {
+			return 0, err
+		}
+		w.ng = ng
+	} else {
+		var err error
+		if id, err = w.ng.AddInterface(intf); err != nil {
+			return 0, err
+		}
+	}
+	w.ifaces[key] = id
+	return id, nil
+}
+
+func epbDirection(d Direction) pcapgo.NgEpbFlag {
+	switch d {
+	case Inbound:
+		return pcapgo.NgEpbFlagDirectionInbound
+	case Outbound:
+		return pcapgo.NgEpbFlagDirectionOutbound
+	}
+	return pcapgo.NgEpbFlagDirectionUnknown
+}
+
+// fileTime maps times a pcapng timestamp cannot hold (the zero time,
+// anything before 1970) to the Unix epoch.
+func fileTime(t time.Time) time.Time {
+	if t.Before(time.Unix(0, 0)) {
+		return time.Unix(0, 0)
+	}
+	return t
+}
+
+// writeEmptySection writes a little-endian pcapng Section Header Block
+// without options, which is a complete, empty capture file.
+func writeEmptySection(w io.Writer) error {
+	var b [28]byte
+	binary.LittleEndian.PutUint32(b[0:], 0x0A0D0D0A)          // block type
+	binary.LittleEndian.PutUint32(b[4:], 28)                  // block length
+	binary.LittleEndian.PutUint32(b[8:], 0x1A2B3C4D)          // byte-order magic
+	binary.LittleEndian.PutUint16(b[12:], 1)                  // major version
+	binary.LittleEndian.PutUint16(b[14:], 0)                  // minor version
+	binary.LittleEndian.PutUint64(b[16:], 0xFFFFFFFFFFFFFFFF) // section length unknown
+	binary.LittleEndian.PutUint32(b[24:], 28)                 // block length again
+	_, err := w.Write(b[:])
+	return err
+}
