@@ -1,0 +1,29 @@
+// Package stack provides virtual hosts on gVisor's userspace network stack
+// and the in-memory links that join them.
+//
+// A Host is one machine's network stack: IPv4, IPv6, ARP/NDP, UDP and ICMP,
+// with a loopback interface of its own (127.0.0.1/8 and ::1), so programs
+// written for a real machine run on it unchanged. Hosts are joined by links,
+// which are gVisor link endpoints attached with Host.AddNIC:
+//
+//   - a Switch is an Ethernet segment: it learns MAC addresses, floods
+//     broadcast, multicast and unknown unicast, and enforces an MTU on each
+//     Port (a frame too big for a port is dropped and counted, whatever MTU
+//     the sending NIC has);
+//   - a Pipe is a point-to-point IP link between two hosts (no Ethernet).
+//
+// Links deliver synchronously (the receiving host runs on the sender's
+// goroutine, with no queue between them), and every frame a link drops is
+// counted with a reason (DropMTU, DropLinkDown, DropDetached, ...) and
+// reported to drop hooks, which capture taps use.
+//
+// Host.ListenUDP and Host.ListenPacket open a UDPConn, a net.PacketConn
+// whose errors behave like package net's (errors.Is(err, net.ErrClosed),
+// errors.Is(err, syscall.EADDRINUSE)). A *Host is also a dgram.Network, for
+// Node-style sockets (package dgram).
+//
+// Everything a host decides at random (ephemeral ports, IP IDs) comes from a
+// seed (HostOptions.Seed, by default derived from the host's name), so a
+// scenario runs the same way every time. Host.Close releases everything and
+// leaves no goroutine behind.
+package stack
