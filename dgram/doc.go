@@ -24,6 +24,17 @@
 // system errors unwrap to their syscall.Errno. An 'error' event with no
 // listener ends Loop.Run with that error.
 //
+// Beyond the seed's subset, a Socket has the rest of Node v20's dgram API:
+// Connect, Disconnect and RemoteAddress (with the 'connect' event and
+// Linux's reset of the local address on disconnect), ICMP port
+// unreachable reported on connected sockets, SetTTL, the multicast calls
+// (SetMulticastTTL, SetMulticastLoopback, SetMulticastInterface,
+// AddMembership, DropMembership and their source-specific forms), buffer
+// sizes, the send queue, SendBuffers, and the createSocket options in
+// SocketOptions (ReuseAddr, IPv6Only, buffer sizes, a custom Lookup, and a
+// Context as Node's signal). Where Go's types make a Node quirk impossible
+// or pointless, the method's doc says what it does instead.
+//
 // The package imports only the standard library: it reaches the network
 // through the Network interface, which virtual hosts (package stack) and
 // System (the operating system's sockets) implement.

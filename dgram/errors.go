@@ -34,8 +34,21 @@ type Error struct {
 	Port    int
 	// Hostname is the name that failed to resolve, for ENOTFOUND.
 	Hostname string
-	// Err is the cause: a syscall.Errno, a *net.DNSError, or nil.
+	// Info is the system error behind a "SystemError"
+	// (ERR_SOCKET_BUFFER_SIZE), as Node's err.info; nil otherwise.
+	Info *SystemErrorInfo
+	// Err is the cause: a syscall.Errno, a *net.DNSError, the error a
+	// custom lookup returned, or nil.
 	Err error
+}
+
+// SystemErrorInfo is the info of a Node SystemError: the libuv error a
+// failed call returned.
+type SystemErrorInfo struct {
+	Errno   int    // libuv's negative errno, e.g. -9
+	Code    string // e.g. "EBADF"
+	Message string // libuv's text, e.g. "bad file descriptor"
+	Syscall string // e.g. "uv_recv_buffer_size"
 }
 
 // Error returns Node's message.
@@ -72,7 +85,62 @@ var (
 	ErrIsConnected = &Error{Code: "ERR_SOCKET_DGRAM_IS_CONNECTED", Message: "already connected"}
 	// ErrNotConnected: Disconnect or RemoteAddress on an unconnected socket.
 	ErrNotConnected = &Error{Code: "ERR_SOCKET_DGRAM_NOT_CONNECTED", Message: "not connected"}
+	// ErrMissingArgs: AddMembership or DropMembership without a group.
+	ErrMissingArgs = &Error{Code: "ERR_MISSING_ARGS", Message: "missing argument"}
+	// ErrOutOfRange: SocketOptions with a buffer size outside 0..2^32-1.
+	ErrOutOfRange = &Error{Code: "ERR_OUT_OF_RANGE", Message: "option out of range"}
+	// ErrBadBufferSize: a buffer size outside 0..2^32-1 given to
+	// SetRecvBufferSize or SetSendBufferSize.
+	ErrBadBufferSize = &Error{Code: "ERR_SOCKET_BAD_BUFFER_SIZE", Message: "bad buffer size"}
+	// ErrBufferSize: getting or setting a buffer size failed in the
+	// network (EBADF before the socket is bound).
+	ErrBufferSize = &Error{Code: "ERR_SOCKET_BUFFER_SIZE", Message: "could not get or set buffer size"}
 )
+
+func errMissingArgs(name string) error {
+	return &Error{Name: "TypeError", Code: ErrMissingArgs.Code, Message: fmt.Sprintf("The %q argument must be specified", name)}
+}
+
+// errOptionRange is Node's ERR_OUT_OF_RANGE for a buffer size option.
+func errOptionRange(name string, v int) error {
+	return &Error{Name: "RangeError", Code: ErrOutOfRange.Code,
+		Message: fmt.Sprintf("The value of %q is out of range. It must be >= 0 && <= 4294967295. Received %s", "options."+name, nodeNumber(v))}
+}
+
+// nodeNumber formats v as Node's ERR_OUT_OF_RANGE does: with "_" between
+// groups of three digits when |v| > 2^32.
+func nodeNumber(v int) string {
+	s := strconv.Itoa(v)
+	if v64 := int64(v); v64 <= 1<<32 && v64 >= -(1<<32) {
+		return s
+	}
+	sign := ""
+	if s[0] == '-' {
+		sign, s = "-", s[1:]
+	}
+	var out []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			out = append(out, '_')
+		}
+		out = append(out, s[i])
+	}
+	return sign + string(out)
+}
+
+func errBadBufferSize() error {
+	return &Error{Name: "TypeError", Code: ErrBadBufferSize.Code, Message: "Buffer size must be a positive integer"}
+}
+
+// errBufferSize is Node's ERR_SOCKET_BUFFER_SIZE SystemError; call is
+// "uv_recv_buffer_size" or "uv_send_buffer_size".
+func errBufferSize(errno syscall.Errno, call string) error {
+	code, uv := uvError(errno)
+	msg := uvMessage(code)
+	return &Error{Name: "SystemError", Code: ErrBufferSize.Code, Errno: uv, Syscall: call,
+		Message: fmt.Sprintf("Could not get or set buffer size: %s returned %s (%s)", call, code, msg),
+		Info:    &SystemErrorInfo{Errno: uv, Code: code, Message: msg, Syscall: call}, Err: errno}
+}
 
 func errBadType() error {
 	return &Error{Name: "TypeError", Code: ErrBadType.Code, Message: "Bad socket type specified. Valid types are: udp4, udp6"}
@@ -122,19 +190,32 @@ func errnoException(errno syscall.Errno, syscallName string) *Error {
 }
 
 // exceptionWithHostPort is Node's ExceptionWithHostPort:
-// "<syscall> <CODE> <address>:<port>", the port only when non-zero. address
-// is what the caller passed ("" prints as "undefined", as in Node).
+// "<syscall> <CODE> <address>:<port>" when port is non-zero, else
+// "<syscall> <CODE> <address>", or just "<syscall> <CODE>" without an
+// address. address is what the caller passed to send ("" is Node's
+// undefined, which prints as "undefined" before a port).
 func exceptionWithHostPort(errno syscall.Errno, syscallName, address string, port int) *Error {
-	e := errnoException(errno, syscallName)
 	shown := address
 	if shown == "" {
 		shown = "undefined"
 	}
-	if port > 0 {
+	return hostPortError(errno, syscallName, address, shown, port)
+}
+
+// connectException is ExceptionWithHostPort for connect, whose omitted
+// address is Node's "" (so "connect EACCES :20800").
+func connectException(errno syscall.Errno, address string, port int) *Error {
+	return hostPortError(errno, "connect", address, address, port)
+}
+
+func hostPortError(errno syscall.Errno, syscallName, address, shown string, port int) *Error {
+	e := errnoException(errno, syscallName)
+	switch {
+	case port > 0:
 		e.Message += " " + shown + ":" + strconv.Itoa(port)
 		e.Port = port
-	} else {
-		e.Message += " " + shown
+	case address != "":
+		e.Message += " " + address
 	}
 	e.Address = address
 	return e
@@ -154,8 +235,13 @@ func errnoOf(err error) syscall.Errno {
 }
 
 // lookupError is the error of a failed name resolution, as Node reports
-// getaddrinfo failures.
+// getaddrinfo failures. An *Error (from a custom lookup) is passed on as it
+// is, as Node passes on what a custom lookup reports.
 func lookupError(host string, err error) *Error {
+	var de *Error
+	if errors.As(err, &de) {
+		return de
+	}
 	code, uv := "ENOTFOUND", -3008
 	var dnsErr *net.DNSError
 	if errors.As(err, &dnsErr) && dnsErr.IsTimeout {

@@ -117,3 +117,67 @@ func Example_broadcast() {
 	// b got "hello LAN" from 10.0.0.1
 	// c got "hello LAN" from 10.0.0.1
 }
+
+// Multicast discovery: every host joins a group; one datagram to the group
+// reaches them all (the sender's own socket too, by multicast loopback).
+func Example_multicast() {
+	hosts, closeLAN := newLAN("a", "b", "c")
+	defer closeLAN()
+	loop := dgram.NewLoop(nil)
+	received := 0
+	var sockets []*dgram.Socket
+	for _, h := range hosts {
+		s, _ := loop.CreateSocketWith(dgram.SocketOptions{Type: "udp4", Network: h, ReuseAddr: true}, nil)
+		name := h.Name()
+		s.OnMessage(func(msg []byte, rinfo dgram.RemoteInfo) {
+			fmt.Printf("%s got %q from %s\n", name, msg, rinfo.Address)
+			if received++; received == len(hosts) {
+				for _, s := range sockets {
+					s.Close(nil)
+				}
+			}
+		})
+		sockets = append(sockets, s)
+	}
+	bound := 0
+	for _, s := range sockets {
+		s.Bind(5353, "", func() {
+			if err := s.AddMembership("224.0.0.251", ""); err != nil {
+				fmt.Println(err)
+			}
+			if bound++; bound == len(sockets) {
+				sockets[0].Send([]byte("who is there?"), 5353, "224.0.0.251", nil)
+			}
+		})
+	}
+	loop.Run(context.Background())
+
+	// Unordered output:
+	// a got "who is there?" from 10.0.0.1
+	// b got "who is there?" from 10.0.0.1
+	// c got "who is there?" from 10.0.0.1
+}
+
+// A connected socket sends without naming its peer, and learns from ICMP
+// that nobody listens there.
+func ExampleSocket_Connect() {
+	hosts, closeLAN := newLAN("a", "b")
+	defer closeLAN()
+	loop := dgram.NewLoop(hosts[0])
+	s, _ := loop.CreateSocket("udp4", nil)
+	s.OnError(func(err error) {
+		fmt.Println("error:", err)
+		s.Close(nil)
+	})
+	s.Connect(9999, "10.0.0.2", func(err error) {
+		r, _ := s.RemoteAddress()
+		fmt.Println("connected to", r.Address, r.Port)
+		s.Send([]byte("anyone?"), 0, "", func(n int, err error) { fmt.Println("sent", n, err) })
+	})
+	loop.Run(context.Background())
+
+	// Output:
+	// connected to 10.0.0.2 9999
+	// sent 7 <nil>
+	// error: recvmsg ECONNREFUSED
+}

@@ -145,3 +145,14 @@ func port(t *testing.T, s *dgram.Socket) int {
 	}
 	return a.Port
 }
+
+// A virtual host's conns have every optional capability.
+var (
+	_ dgram.Network       = (*stack.Host)(nil)
+	_ dgram.Conn          = (*stack.UDPConn)(nil)
+	_ dgram.ConnectConn   = (*stack.UDPConn)(nil)
+	_ dgram.OptionConn    = (*stack.UDPConn)(nil)
+	_ dgram.MulticastConn = (*stack.UDPConn)(nil)
+	_ dgram.BufferConn    = (*stack.UDPConn)(nil)
+	_ dgram.PollConn      = (*stack.UDPConn)(nil)
+)

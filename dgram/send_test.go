@@ -253,7 +253,9 @@ func TestSendSizes(t *testing.T) {
 	})
 }
 
-// B43, B44, B47: argument validation is synchronous; on a closed socket bad
+// B43, B44, B47 (B84: Node's legacy sendto has no Go counterpart; SendRange,
+// with typed offset, length, port and address, is that call): argument
+// validation is synchronous; on a closed socket bad
 // arguments still report themselves first.
 func TestSendValidation(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, x *harness) {
@@ -332,5 +334,67 @@ func TestSendCopies(t *testing.T) {
 		})
 		x.mustRun()
 		x.want(`message "orig" from 127.0.0.1 IPv4 size=4`)
+	})
+}
+
+// B30, B42a: a list of buffers is one datagram; the callback gets the total
+// length; the size limit applies to the total.
+func TestSendBuffers(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		var srv *dgram.Socket
+		srv = x.server("udp4", func(p int) {
+			c := x.sock("udp4")
+			list := [][]byte{[]byte("he"), nil, []byte("llo")}
+			c.SendBuffers(list, p, "", func(n int, err error) { x.log("cb %d %v", n, err) })
+			copy(list[0], "XX") // the list was copied
+			c.SendBuffers(nil, p, "", func(n int, err error) { x.log("empty cb %d %v", n, err) })
+			c.SendBuffers([][]byte{make([]byte, 40000), make([]byte, 25508)}, p, "", func(n int, err error) {
+				x.log("too big: %s", errString(err))
+				c.SendBuffers([][]byte{make([]byte, 40000), make([]byte, 25507)}, p, "", func(n int, err error) {
+					x.log("max: %d %v", n, err)
+					c.Close(nil)
+				})
+			})
+			got := 0
+			srv.OnMessage(func([]byte, dgram.RemoteInfo) {
+				if got++; got == 3 {
+					srv.Close(nil)
+				}
+			})
+		})
+		x.mustRun()
+		p := port0(x.events[2])
+		x.want(
+			"cb 5 <nil>",
+			"empty cb 0 <nil>",
+			fmt.Sprintf("too big: EMSGSIZE send EMSGSIZE undefined:%d errno=-90 syscall=send", p),
+			"max: 65507 <nil>",
+			`message "hello" from 127.0.0.1 IPv4 size=5`,
+			`message "" from 127.0.0.1 IPv4 size=0`,
+			`message "65507 bytes" from 127.0.0.1 IPv4 size=65507`,
+		)
+	})
+}
+
+// B39: an IPv6-only socket receives nothing from IPv4 senders.
+func TestIPv6OnlyReceivesNoIPv4(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		s, _ := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp6", IPv6Only: true}, nil)
+		s.OnMessage(func(msg []byte, r dgram.RemoteInfo) {
+			x.log("got %q from %s %s", msg, r.Address, r.Family)
+			s.Close(nil)
+		})
+		s.Bind(0, "::", func() {
+			p := port(t, s)
+			c4 := x.sock("udp4")
+			c4.Send([]byte("v4"), p, "127.0.0.1", func(n int, err error) {
+				x.log("v4 cb %d %v", n, err)
+				c4.Close(nil)
+				c6 := x.sock("udp6")
+				c6.Send([]byte("v6"), p, "::1", func(int, error) { c6.Close(nil) })
+			})
+		})
+		x.mustRun()
+		x.want("v4 cb 2 <nil>", `got "v6" from ::1 IPv6`)
 	})
 }

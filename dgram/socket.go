@@ -2,9 +2,9 @@ package dgram
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"syscall"
 )
@@ -15,22 +15,36 @@ const (
 	UDP6 = "udp6"
 )
 
-// SocketOptions configure CreateSocketWith. Only Type is required.
+// SocketOptions configure CreateSocketWith: Node's createSocket options.
+// Only Type is required.
 type SocketOptions struct {
 	// Type is "udp4" or "udp6" (case-sensitive, as in Node).
 	Type string
 	// Network is where the socket lives. Default: the loop's network.
 	Network Network
 	// ReuseAddr sets SO_REUSEADDR at bind time: sockets that all set it may
-	// bind the same address and port.
+	// bind the same address and port (unicast datagrams then go to the one
+	// bound last, as on Linux).
 	ReuseAddr bool
 	// IPv6Only makes a "udp6" socket IPv6-only (IPV6_V6ONLY); by default a
-	// "udp6" socket bound to "::" also receives IPv4 datagrams.
+	// "udp6" socket bound to "::" also receives IPv4 datagrams, from
+	// senders shown as ::ffff:a.b.c.d, and holds the port for "udp4" too.
 	IPv6Only bool
 	// RecvBufferSize and SendBufferSize, when non-zero, set SO_RCVBUF and
-	// SO_SNDBUF once the socket is bound. Zero keeps the defaults.
+	// SO_SNDBUF once the socket is bound (Linux then reports twice the
+	// value). Zero keeps the defaults; they must be 0..4294967295
+	// (ERR_OUT_OF_RANGE).
 	RecvBufferSize int
 	SendBufferSize int
+	// Lookup, if not nil, resolves every address the socket binds, sends
+	// to or connects to, IP literals and the defaults ("0.0.0.0", "::",
+	// "127.0.0.1", "::1") included. Default: the network's resolver, for
+	// names only.
+	Lookup LookupFunc
+	// Context, if not nil, is Node's signal: when it is done the socket is
+	// closed ('close' is emitted); if it is already done, CreateSocketWith
+	// returns a socket that is closing. Default: none.
+	Context context.Context
 }
 
 // RemoteInfo describes where a datagram came from, as Node's rinfo.
@@ -121,10 +135,25 @@ type Socket struct {
 	stats   socketStats
 	window  chan struct{}
 
+	// ctx is done when the socket closes (or opts.Context is done); it
+	// cancels lookups in flight.
+	ctx     context.Context
+	cancel  context.CancelFunc
+	stopCtx func() bool // stops the opts.Context watch
+
+	// ioMu serialises the reader's reads with writes, so that a pending
+	// socket error the reader has taken (asyncErr, not yet emitted) goes
+	// to a write made before the loop handles it, as in Node.
+	ioMu     sync.Mutex
+	asyncErr syscall.Errno
+
 	// Guarded by loop.mu.
 	closed        bool
 	bindState     int
+	connectState  int
 	fdExists      bool // a bind reached the network (Node's fd exists)
+	deferred      bool // conn was opened by a membership call, unbound (B77)
+	lookupTail    chan struct{}
 	conn          Conn
 	queue         []func()
 	queued        bool // queue is in use (Node's state.queue !== undefined)
@@ -149,8 +178,11 @@ func (l *Loop) CreateSocketWith(opts SocketOptions, onMessage func(msg []byte, r
 	if opts.Type != UDP4 && opts.Type != UDP6 {
 		return nil, errBadType()
 	}
-	if opts.RecvBufferSize < 0 || opts.SendBufferSize < 0 {
-		return nil, &Error{Name: "RangeError", Code: "ERR_OUT_OF_RANGE", Message: "buffer sizes must be >= 0"}
+	if n := opts.RecvBufferSize; n < 0 || int64(n) > maxBufferSize {
+		return nil, errOptionRange("recvBufferSize", n)
+	}
+	if n := opts.SendBufferSize; n < 0 || int64(n) > maxBufferSize {
+		return nil, errOptionRange("sendBufferSize", n)
 	}
 	network := opts.Network
 	if network == nil {
@@ -160,14 +192,35 @@ func (l *Loop) CreateSocketWith(opts SocketOptions, onMessage func(msg []byte, r
 		return nil, errInvalidArg("network", "a dgram.Network (the loop has none)", "nil")
 	}
 	s := &Socket{loop: l, network: network, typ: opts.Type, opts: opts, window: make(chan struct{}, messageWindow)}
+	parent := opts.Context
+	if parent == nil {
+		parent = context.Background()
+	}
+	s.ctx, s.cancel = context.WithCancel(parent)
 	l.mu.Lock()
 	l.sockets[s] = struct{}{}
 	if onMessage != nil {
 		s.addListenerLocked(evMessage, onMessage, false)
 	}
 	l.mu.Unlock()
+	if opts.Context != nil {
+		if opts.Context.Err() != nil {
+			s.Close(nil)
+		} else {
+			stop := context.AfterFunc(opts.Context, func() { s.Close(nil) })
+			l.mu.Lock()
+			s.stopCtx = stop
+			if s.closed { // closed meanwhile
+				stop()
+			}
+			l.mu.Unlock()
+		}
+	}
 	return s, nil
 }
+
+// maxBufferSize is the largest buffer size Node accepts (2^32-1).
+const maxBufferSize = 1<<32 - 1
 
 // Type returns "udp4" or "udp6".
 func (s *Socket) Type() string { return s.typ }
@@ -274,6 +327,12 @@ func (s *Socket) doBind(port int, address string) {
 			s.emitError(lookupError(host, err))
 			return
 		}
+		if s.deferred { // a membership call opened it unbound (B77)
+			s.bindState = bindUnbound
+			l.mu.Unlock()
+			s.emitError(exceptionWithHostPort(syscall.EINVAL, "bind", ip.String(), port))
+			return
+		}
 		s.fdExists = true
 		l.mu.Unlock()
 
@@ -317,17 +376,20 @@ func (s *Socket) doBind(port int, address string) {
 }
 
 func (s *Socket) applyBufferSizes(conn Conn) {
+	bc, ok := conn.(BufferConn)
+	if !ok {
+		return
+	}
 	if n := s.opts.RecvBufferSize; n > 0 {
-		if c, ok := conn.(interface{ SetReadBuffer(int) error }); ok {
-			c.SetReadBuffer(n)
-		}
+		bc.SetReadBuffer(min(n, maxInt32))
 	}
 	if n := s.opts.SendBufferSize; n > 0 {
-		if c, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
-			c.SetWriteBuffer(n)
-		}
+		bc.SetWriteBuffer(min(n, maxInt32))
 	}
 }
+
+// maxInt32 bounds buffer sizes handed to the network (an int in C).
+const maxInt32 = 1<<31 - 1
 
 // checkFamily returns EINVAL when ip cannot be used with the socket's
 // family, as libuv's uv_ip4_addr/uv_ip6_addr do: a "udp4" socket takes only
@@ -340,184 +402,6 @@ func (s *Socket) checkFamily(ip netip.Addr) syscall.Errno {
 		return syscall.EINVAL
 	}
 	return 0
-}
-
-// lookup resolves host and calls cb on the loop: at once for an IP literal
-// (the caller is already in a tick), otherwise from a lookup running off the
-// loop, whose result arrives as an I/O event.
-func (s *Socket) lookup(host string, cb func(netip.Addr, error)) {
-	if ip, err := netip.ParseAddr(host); err == nil {
-		cb(ip, nil)
-		return
-	}
-	family := "ip4"
-	if s.typ == UDP6 {
-		family = "ip6"
-	}
-	s.loop.startWork()
-	go func() {
-		addrs, err := s.network.LookupNetIP(context.Background(), family, host)
-		var ip netip.Addr
-		if err == nil {
-			if len(addrs) == 0 {
-				err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-			} else {
-				ip = addrs[0]
-			}
-		}
-		s.loop.endWork(func() { cb(ip, err) })
-	}()
-}
-
-// Send sends msg as one datagram to port at address ("" means the loopback
-// address, 127.0.0.1 or ::1; names resolve through the network). It is
-// Node's send(msg, port[, address][, callback]).
-//
-// Send copies msg and returns at once; the datagram leaves in a later tick.
-// cb, if not nil, is then called with the number of bytes sent, or with the
-// error (EMSGSIZE, EACCES, ENOTFOUND, ...). Without a callback a network
-// error is dropped, as in Node (it is counted in Stats), while a lookup
-// error becomes an 'error' event. A socket that is not bound is bound to an
-// ephemeral port first ('listening' comes before cb). A Close called before
-// the datagram's turn discards it without calling cb.
-//
-// Send returns ERR_SOCKET_BAD_PORT for a port outside 1..65535 and
-// ERR_SOCKET_DGRAM_NOT_RUNNING after Close.
-func (s *Socket) Send(msg []byte, port int, address string, cb func(n int, err error)) error {
-	return s.send(msg, port, address, cb)
-}
-
-// SendRange sends msg[offset:offset+length], Node's
-// send(msg, offset, length, port[, address][, callback]). An offset or
-// length outside msg returns ERR_BUFFER_OUT_OF_BOUNDS.
-func (s *Socket) SendRange(msg []byte, offset, length, port int, address string, cb func(n int, err error)) error {
-	if offset < 0 || offset > len(msg) {
-		return errOutOfBounds("offset")
-	}
-	if length < 0 || length > len(msg)-offset {
-		return errOutOfBounds("length")
-	}
-	return s.send(msg[offset:offset+length], port, address, cb)
-}
-
-func (s *Socket) send(msg []byte, port int, address string, cb func(int, error)) error {
-	l := s.loop
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if port <= 0 || port > 65535 {
-		return errBadPort(port, false)
-	}
-	if s.closed {
-		return errNotRunning()
-	}
-	if s.bindState == bindUnbound {
-		s.bindLocked(0, "", nil)
-	}
-	buf := append([]byte(nil), msg...)
-	if s.bindState != bindBound {
-		s.enqueueLocked(func() { s.sendBound(buf, port, address, cb) })
-		return nil
-	}
-	l.nextTickLocked(func() { s.doSend(buf, port, address, cb) })
-	return nil
-}
-
-// sendBound is a queued send run once the socket is listening.
-func (s *Socket) sendBound(buf []byte, port int, address string, cb func(int, error)) {
-	l := s.loop
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if s.closed {
-		s.stats.sendsDiscarded.Add(1)
-		return
-	}
-	l.nextTickLocked(func() { s.doSend(buf, port, address, cb) })
-}
-
-// enqueueLocked queues fn until the socket is listening, like Node's
-// enqueue: the queue is flushed by a 'listening' listener and discarded by
-// an error monitor if the bind fails.
-func (s *Socket) enqueueLocked(fn func()) {
-	if !s.queued {
-		s.queued = true
-		var rmListen func()
-		s.errorMonitors = append(s.errorMonitors, func(error) {
-			rmListen()
-			s.loop.mu.Lock()
-			s.stats.sendsDiscarded.Add(uint64(len(s.queue)))
-			s.queue, s.queued = nil, false
-			s.loop.mu.Unlock()
-		})
-		rmListen = s.addListenerLocked(evListening, func() {
-			s.loop.mu.Lock()
-			q := s.queue
-			s.queue, s.queued = nil, false
-			s.errorMonitors = nil
-			s.loop.mu.Unlock()
-			rmListen()
-			for _, fn := range q {
-				fn()
-			}
-		}, true)
-	}
-	s.queue = append(s.queue, fn)
-}
-
-// doSend runs in a tick: resolve the destination, then write.
-func (s *Socket) doSend(buf []byte, port int, address string, cb func(int, error)) {
-	l := s.loop
-	l.mu.Lock()
-	closed := s.closed
-	l.mu.Unlock()
-	if closed {
-		s.stats.sendsDiscarded.Add(1)
-		return
-	}
-	host := address
-	if host == "" {
-		host = s.loopback()
-	}
-	s.lookup(host, func(ip netip.Addr, err error) {
-		if err != nil {
-			s.stats.sendErrors.Add(1)
-			lerr := lookupError(host, err)
-			if cb != nil {
-				l.nextTick(func() { cb(0, lerr) })
-			} else {
-				l.nextTick(func() { s.emitError(lerr) })
-			}
-			return
-		}
-		l.mu.Lock()
-		conn := s.conn
-		closed := s.closed
-		l.mu.Unlock()
-		if closed || conn == nil {
-			s.stats.sendsDiscarded.Add(1)
-			return
-		}
-		var n int
-		if errno := s.checkFamily(ip); errno != 0 {
-			err = errno
-		} else {
-			n, err = conn.WriteToUDPAddrPort(buf, netip.AddrPortFrom(ip, uint16(port)))
-		}
-		if err != nil {
-			s.stats.sendErrors.Add(1)
-			if cb == nil {
-				s.stats.sendErrorsUnreported.Add(1)
-				return
-			}
-			serr := exceptionWithHostPort(errnoOf(err), "send", address, port)
-			l.nextTick(func() { cb(0, serr) })
-			return
-		}
-		s.stats.sent.Add(1)
-		s.stats.sentBytes.Add(uint64(n))
-		if cb != nil {
-			l.nextTick(func() { cb(n, nil) })
-		}
-	})
 }
 
 // Close closes the socket. 'close' is emitted in the next tick, after
@@ -548,6 +432,10 @@ func (s *Socket) Close(cb func()) error {
 // closeLocked releases the network endpoint and stops the reader.
 func (s *Socket) closeLocked() {
 	s.closed = true
+	s.cancel()
+	if s.stopCtx != nil {
+		s.stopCtx()
+	}
 	if s.conn != nil {
 		s.conn.Close()
 	}
@@ -612,28 +500,6 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	return ap
 }
 
-// SetBroadcast sets SO_BROADCAST. Before the socket is bound it returns
-// EBADF ("setBroadcast EBADF"), as in Node; after Close,
-// ERR_SOCKET_DGRAM_NOT_RUNNING (Node throws a TypeError without a code).
-func (s *Socket) SetBroadcast(flag bool) error {
-	s.loop.mu.Lock()
-	defer s.loop.mu.Unlock()
-	if s.closed {
-		return errNotRunning()
-	}
-	if s.conn == nil {
-		if s.fdExists {
-			s.broadcast = &flag
-			return nil
-		}
-		return errnoException(syscall.EBADF, "setBroadcast")
-	}
-	if err := s.conn.SetBroadcast(flag); err != nil {
-		return errnoException(errnoOf(err), "setBroadcast")
-	}
-	return nil
-}
-
 // Ref makes a bound socket keep Loop.Run alive again after Unref. It
 // returns the socket.
 func (s *Socket) Ref() *Socket {
@@ -651,75 +517,4 @@ func (s *Socket) Unref() *Socket {
 	s.loop.mu.Unlock()
 	s.loop.signal()
 	return s
-}
-
-// startReadingLocked starts the socket's reader goroutine.
-func (s *Socket) startReadingLocked() {
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.readerStop, s.readerDone = stop, done
-	go s.readLoop(s.conn, stop, done)
-}
-
-// readLoop runs on the socket's reader goroutine: it reads datagrams and
-// hands them to the loop, at most messageWindow at a time.
-func (s *Socket) readLoop(conn Conn, stop, done chan struct{}) {
-	defer close(done)
-	buf := make([]byte, 0x10000)
-	for {
-		n, from, err := conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			errno := errnoOf(err)
-			rerr := errnoException(errno, "recvmsg")
-			s.loop.postIO(func() { s.deliverError(rerr) })
-			if errno == syscall.ECONNREFUSED {
-				continue
-			}
-			return // the endpoint is broken: stop reading
-		}
-		msg := make([]byte, n)
-		copy(msg, buf[:n])
-		select {
-		case s.window <- struct{}{}:
-		case <-stop:
-			s.stats.receivedAfterClose.Add(1)
-			return
-		}
-		s.loop.postIO(func() { s.deliverMessage(msg, from) })
-	}
-}
-
-func (s *Socket) deliverMessage(msg []byte, from netip.AddrPort) {
-	<-s.window
-	s.loop.mu.Lock()
-	closed := s.closed
-	s.loop.mu.Unlock()
-	if closed {
-		s.stats.receivedAfterClose.Add(1)
-		return
-	}
-	s.stats.received.Add(1)
-	s.stats.receivedBytes.Add(uint64(len(msg)))
-	fam := "IPv4"
-	if from.Addr().Is6() {
-		fam = "IPv6"
-	}
-	rinfo := RemoteInfo{Address: from.Addr().String(), Family: fam, Port: int(from.Port()), Size: len(msg)}
-	s.emit(evMessage, func(fn any) { fn.(func([]byte, RemoteInfo))(msg, rinfo) })
-}
-
-func (s *Socket) deliverError(err error) {
-	s.loop.mu.Lock()
-	closed := s.closed
-	s.loop.mu.Unlock()
-	if !closed {
-		s.emitError(err)
-	}
 }

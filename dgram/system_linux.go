@@ -110,7 +110,14 @@ type sysConn struct {
 	opened  netip.AddrPort // local address right after bind
 }
 
-var _ Conn = (*sysConn)(nil)
+var (
+	_ Conn          = (*sysConn)(nil)
+	_ ConnectConn   = (*sysConn)(nil)
+	_ OptionConn    = (*sysConn)(nil)
+	_ MulticastConn = (*sysConn)(nil)
+	_ BufferConn    = (*sysConn)(nil)
+	_ PollConn      = (*sysConn)(nil)
+)
 
 // control runs fn on the socket's descriptor, which stays open meanwhile.
 // op names the operation in errors ("set", "get", "connect", ...), and addr

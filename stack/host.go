@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/loopback"
@@ -57,6 +58,12 @@ type Host struct {
 	hosts   map[string][]netip.Addr
 	conns   map[*UDPConn]struct{}
 	bcast   bool // a limited-broadcast route exists
+	mcast4  bool // a 224.0.0.0/4 route exists
+	mcast6  bool // an ff00::/8 route exists
+
+	// sourceFiltered counts datagrams dropped by source-specific
+	// multicast filters (see multicast.go).
+	sourceFiltered atomic.Uint64
 }
 
 // loopbackNIC is the ID of every host's loopback NIC.
@@ -138,7 +145,10 @@ type NICOptions struct {
 // or any of them wrapped, e.g. by a capture tap) to the host as a new NIC.
 //
 // The first NIC with an IPv4 address also gets the route for the limited
-// broadcast address 255.255.255.255, as a LAN host's default route would.
+// broadcast address 255.255.255.255 and the multicast route 224.0.0.0/4,
+// and the first NIC the ff00::/8 route, as a LAN host's default route and
+// Linux's per-interface multicast routes would: joining or sending to a
+// group without naming an interface then uses that NIC.
 func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	if ep == nil {
 		return nil, fmt.Errorf("stack: host %s: AddNIC with a nil link endpoint", h.name)
@@ -187,8 +197,27 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	}
 	h.mu.Lock()
 	h.nics = append(h.nics, n)
+	h.addMulticastRoutesLocked(n, opts.Addresses)
 	h.mu.Unlock()
 	return n, nil
+}
+
+// addMulticastRoutesLocked gives the first NICs the multicast routes.
+func (h *Host) addMulticastRoutesLocked(n *NIC, addrs []netip.Prefix) {
+	if !h.mcast6 {
+		h.mcast6 = true
+		h.addRouteLocked(Route{Destination: netip.MustParsePrefix("ff00::/8"), NIC: n})
+	}
+	if h.mcast4 {
+		return
+	}
+	for _, p := range addrs {
+		if p.Addr().Unmap().Is4() {
+			h.mcast4 = true
+			h.addRouteLocked(Route{Destination: netip.MustParsePrefix("224.0.0.0/4"), NIC: n})
+			return
+		}
+	}
 }
 
 // NICs returns the host's NICs, loopback first.

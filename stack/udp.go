@@ -3,12 +3,14 @@ package stack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,7 +24,10 @@ import (
 
 // UDPConn is a UDP socket on a Host. It implements net.PacketConn, with
 // the netip.AddrPort methods of *net.UDPConn, and the socket options the
-// dgram package needs.
+// dgram package needs (the optional interfaces dgram.ConnectConn,
+// OptionConn, MulticastConn, BufferConn and PollConn): Connect and
+// Disconnect with Linux's semantics, TTLs, multicast groups (any-source and
+// source-specific), buffer sizes, and a non-consuming WaitReadable.
 //
 // Errors are *net.OpError values like package net's: errors.Is(err,
 // net.ErrClosed) after Close, errors.Is(err, syscall.EADDRINUSE) and so on
@@ -31,14 +36,40 @@ import (
 //
 // A UDPConn is safe for concurrent use. IPv4 datagrams larger than the path
 // MTU are fragmented with DF clear and a unique IP ID per datagram, as
-// Linux does.
+// Linux does. Its buffers start at Linux's default sizes (212992 bytes).
 type UDPConn struct {
 	host   *Host
 	family string // "udp4" or "udp6"
-	ep     tcpip.Endpoint
+	proto  tcpip.NetworkProtocolNumber
 	wq     waiter.Queue
 	closed chan struct{}
 	once   sync.Once
+
+	// epMu guards the endpoint, which Disconnect may replace (see
+	// udp_connect.go). Every call on ep holds it for reading; waits do
+	// not hold it.
+	epMu sync.RWMutex
+	ep   tcpip.Endpoint
+	// bindAddr is the address the conn was opened with; its port is 0 when
+	// the stack chose the port, which Disconnect then gives back, as Linux
+	// does.
+	bindAddr tcpip.FullAddress
+	// unbound is set while the endpoint is not bound to any port (after
+	// such a Disconnect): the next write or Connect binds it to bindAddr.
+	unbound bool
+
+	// carryMu guards what a replaced endpoint left behind: datagrams not
+	// read yet and a pending error, served before the new endpoint's.
+	carryMu    sync.Mutex
+	carried    []carriedDatagram
+	carriedErr tcpip.Error
+
+	// mcMu guards the multicast memberships (multicast.go).
+	mcMu   sync.Mutex
+	groups map[groupKey]*membership
+	// ssm is set once a source-specific membership exists: reads then
+	// filter datagrams by source.
+	ssm atomic.Bool
 
 	readMu    sync.Mutex
 	rentry    waiter.Entry
@@ -149,7 +180,8 @@ func (h *Host) openUDP(network string, laddr netip.AddrPort, reuseAddr, ipv6Only
 	if errno != 0 {
 		return nil, errnoError("listen", nil, ua, errno)
 	}
-	c := &UDPConn{host: h, family: network, closed: make(chan struct{}), rdeadline: newDeadline(), wdeadline: newDeadline()}
+	c := &UDPConn{host: h, family: network, proto: proto, closed: make(chan struct{}), bindAddr: full,
+		rdeadline: newDeadline(), wdeadline: newDeadline()}
 	ep, tcpipErr := h.s.NewEndpoint(udp.ProtocolNumber, proto, &c.wq)
 	if tcpipErr != nil {
 		return nil, opError("listen", nil, ua, tcpipErr)
@@ -159,6 +191,9 @@ func (h *Host) openUDP(network string, laddr netip.AddrPort, reuseAddr, ipv6Only
 	// DF=1 and ID 0, which lets two datagrams' fragments mix.
 	ep.SetSockOptInt(tcpip.MTUDiscoverOption, int(tcpip.PMTUDiscoveryDont))
 	ep.SocketOptions().SetReuseAddress(reuseAddr)
+	// Linux's defaults (net.core.rmem_default and wmem_default).
+	ep.SocketOptions().SetReceiveBufferSize(defaultSocketBuffer, false)
+	ep.SocketOptions().SetSendBufferSize(defaultSocketBuffer, false)
 	if proto == ipv6.ProtocolNumber {
 		ep.SocketOptions().SetV6Only(ipv6Only)
 	}
@@ -170,7 +205,9 @@ func (h *Host) openUDP(network string, laddr netip.AddrPort, reuseAddr, ipv6Only
 		ep.Close()
 		return nil, closedError("listen", ua)
 	}
-	c.rentry, c.rch = waiter.NewChannelEntry(waiter.ReadableEvents)
+	// A pending error (ICMP port unreachable on a connected conn) wakes
+	// readers too: it is what their next read returns.
+	c.rentry, c.rch = waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventErr)
 	c.wentry, c.wch = waiter.NewChannelEntry(waiter.WritableEvents)
 	c.wq.EventRegister(&c.rentry)
 	c.wq.EventRegister(&c.wentry)
@@ -242,11 +279,19 @@ func (c *UDPConn) LocalAddr() net.Addr {
 }
 
 // LocalAddrPort returns the bound address; the unspecified address of the
-// conn's family when bound to all interfaces.
+// conn's family when bound to all interfaces. Once connected it is the
+// address the conn sends from; after a Disconnect that gave back a port
+// the stack had chosen, the port is 0 until a write or Connect binds a new
+// one, as on Linux.
 func (c *UDPConn) LocalAddrPort() netip.AddrPort {
-	full, tcpipErr := c.ep.GetLocalAddress()
-	if tcpipErr != nil {
-		return netip.AddrPort{}
+	c.epMu.RLock()
+	defer c.epMu.RUnlock()
+	full := c.bindAddr
+	if !c.unbound {
+		var tcpipErr tcpip.Error
+		if full, tcpipErr = c.ep.GetLocalAddress(); tcpipErr != nil {
+			return netip.AddrPort{}
+		}
 	}
 	if full.Addr.Len() == 0 {
 		if c.family == "udp4" {
@@ -259,11 +304,26 @@ func (c *UDPConn) LocalAddrPort() netip.AddrPort {
 
 // RemoteAddrPort returns the connected peer, or the zero AddrPort.
 func (c *UDPConn) RemoteAddrPort() netip.AddrPort {
+	c.epMu.RLock()
+	defer c.epMu.RUnlock()
+	if c.unbound {
+		return netip.AddrPort{}
+	}
 	full, tcpipErr := c.ep.GetRemoteAddress()
 	if tcpipErr != nil {
 		return netip.AddrPort{}
 	}
 	return c.toAddrPort(full)
+}
+
+// RemoteAddr returns the connected peer as a *net.UDPAddr, or nil when not
+// connected.
+func (c *UDPConn) RemoteAddr() net.Addr {
+	ap := c.RemoteAddrPort()
+	if !ap.IsValid() {
+		return nil
+	}
+	return net.UDPAddrFromAddrPort(ap)
 }
 
 // ReadFrom implements net.PacketConn. The address is a *net.UDPAddr.
@@ -278,25 +338,91 @@ func (c *UDPConn) ReadFrom(b []byte) (int, net.Addr, error) {
 // ReadFromUDPAddrPort reads one datagram into b, blocking until one
 // arrives, the read deadline passes or the conn is closed. A datagram
 // longer than b is truncated to len(b), as on Linux. On a dual-stack "udp6"
-// conn, IPv4 peers are reported as IPv4-mapped addresses.
+// conn, IPv4 peers are reported as IPv4-mapped addresses. A pending error
+// (ECONNREFUSED after an ICMP port unreachable answered a connected conn)
+// is returned once, by this read or by the next write, whichever comes
+// first.
 func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	c.readMu.Lock()
 	defer c.readMu.Unlock()
 	for {
+		n, from, err := c.tryRead(b)
+		if !errors.Is(err, syscall.EAGAIN) {
+			return n, from, err
+		}
+		select {
+		case <-c.rch:
+		case <-c.closed:
+			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+		case <-c.rdeadline.wait():
+			return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
+		}
+	}
+}
+
+// TryReadFromUDPAddrPort is ReadFromUDPAddrPort without the wait: when
+// there is nothing to read it fails at once with an error matching
+// syscall.EAGAIN.
+func (c *UDPConn) TryReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
+	c.readMu.Lock()
+	defer c.readMu.Unlock()
+	return c.tryRead(b)
+}
+
+// WaitReadable blocks until a read would not block (a datagram or a
+// pending error is there) or the conn is closed (it then returns an error
+// matching net.ErrClosed). It consumes nothing: the datagram or error is
+// left for the next read, or the error for a write made meanwhile.
+func (c *UDPConn) WaitReadable() error {
+	for {
+		if c.isClosed() {
+			return closedError("read", c.LocalAddr())
+		}
+		if c.readable() {
+			return nil
+		}
+		select {
+		case <-c.rch:
+		case <-c.closed:
+		}
+	}
+}
+
+// readable reports whether a read would return at once.
+func (c *UDPConn) readable() bool {
+	c.carryMu.Lock()
+	carried := len(c.carried) > 0 || c.carriedErr != nil
+	c.carryMu.Unlock()
+	if carried {
+		return true
+	}
+	c.epMu.RLock()
+	defer c.epMu.RUnlock()
+	return c.ep.Readiness(waiter.ReadableEvents|waiter.EventErr) != 0
+}
+
+// tryRead reads one datagram or error without waiting; c.readMu is held.
+func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
+	for {
+		if c.isClosed() {
+			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+		}
+		if ok, n, from, err := c.readCarried(b); ok {
+			return n, from, err
+		}
 		c.rbuf = b
+		c.epMu.RLock()
 		res, tcpipErr := c.ep.Read(&c.rbuf, tcpip.ReadOptions{NeedRemoteAddr: true})
+		c.epMu.RUnlock()
 		c.rbuf = nil
 		switch tcpipErr.(type) {
 		case nil:
+			if !c.admit(res.RemoteAddr.Addr, res.ControlMessages) {
+				continue // excluded by a source-specific membership
+			}
 			return res.Count, c.toAddrPort(res.RemoteAddr), nil
 		case *tcpip.ErrWouldBlock:
-			select {
-			case <-c.rch:
-			case <-c.closed:
-				return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
-			case <-c.rdeadline.wait():
-				return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
-			}
+			return 0, netip.AddrPort{}, errnoError("read", c.LocalAddr(), nil, syscall.EAGAIN)
 		case *tcpip.ErrClosedForReceive:
 			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
 		default:
@@ -354,14 +480,25 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	var raddr net.Addr
+	if addr.IsValid() {
+		raddr = net.UDPAddrFromAddrPort(addr)
+	}
+	if tcpipErr := c.takeCarriedErr(); tcpipErr != nil {
+		return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
+	}
 	opts := tcpip.WriteOptions{}
 	if to != nil {
 		c.wto = *to
 		opts.To = &c.wto
 	}
 	for {
+		if err := c.rlockBound("write", raddr); err != nil {
+			return 0, err
+		}
 		c.wbuf.Reset(b)
 		n, tcpipErr := c.ep.Write(&c.wbuf, opts)
+		c.epMu.RUnlock()
 		switch tcpipErr.(type) {
 		case nil:
 			c.wbuf.Reset(nil)
@@ -377,107 +514,9 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 		case *tcpip.ErrClosedForSend:
 			return 0, closedError("write", c.LocalAddr())
 		default:
-			var raddr net.Addr
-			if addr.IsValid() {
-				raddr = net.UDPAddrFromAddrPort(addr)
-			}
 			return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
 		}
 	}
-}
-
-// Connect sets the conn's default peer and makes it receive only from it;
-// an ICMP port-unreachable answer then makes a later read or write fail
-// with ECONNREFUSED, as on Linux.
-func (c *UDPConn) Connect(addr netip.AddrPort) error {
-	full, errno := c.host.fullAddr(c.family, addr, false)
-	if errno != 0 {
-		return errnoError("connect", c.LocalAddr(), net.UDPAddrFromAddrPort(addr), errno)
-	}
-	if tcpipErr := c.ep.Connect(full); tcpipErr != nil {
-		return opError("connect", c.LocalAddr(), net.UDPAddrFromAddrPort(addr), tcpipErr)
-	}
-	return nil
-}
-
-// Disconnect undoes Connect (connect(2) with AF_UNSPEC).
-func (c *UDPConn) Disconnect() error {
-	if tcpipErr := c.ep.Disconnect(); tcpipErr != nil {
-		return opError("connect", c.LocalAddr(), nil, tcpipErr)
-	}
-	return nil
-}
-
-// SetBroadcast sets SO_BROADCAST: without it, sending to a broadcast
-// address fails with EACCES.
-func (c *UDPConn) SetBroadcast(on bool) error {
-	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
-	}
-	c.ep.SocketOptions().SetBroadcast(on)
-	return nil
-}
-
-// SetTTL sets the unicast TTL (IPv4) or hop limit (IPv6), 1..255.
-func (c *UDPConn) SetTTL(ttl int) error {
-	if ttl < 1 || ttl > 255 {
-		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
-	}
-	opt := tcpip.IPv4TTLOption
-	if c.family == "udp6" {
-		opt = tcpip.IPv6HopLimitOption
-	}
-	if tcpipErr := c.ep.SetSockOptInt(opt, ttl); tcpipErr != nil {
-		return opError("set", c.LocalAddr(), nil, tcpipErr)
-	}
-	return nil
-}
-
-// SetMulticastTTL sets the TTL of multicast datagrams, 0..255.
-func (c *UDPConn) SetMulticastTTL(ttl int) error {
-	if ttl < 0 || ttl > 255 {
-		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
-	}
-	if tcpipErr := c.ep.SetSockOptInt(tcpip.MulticastTTLOption, ttl); tcpipErr != nil {
-		return opError("set", c.LocalAddr(), nil, tcpipErr)
-	}
-	return nil
-}
-
-// SetMulticastLoopback sets whether multicast datagrams are looped back to
-// the sending host.
-func (c *UDPConn) SetMulticastLoopback(on bool) error {
-	c.ep.SocketOptions().SetMulticastLoop(on)
-	return nil
-}
-
-// SetReadBuffer sets the receive buffer size (SO_RCVBUF); like Linux, the
-// conn keeps twice the value asked for.
-func (c *UDPConn) SetReadBuffer(bytes int) error {
-	if bytes < 0 {
-		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
-	}
-	c.ep.SocketOptions().SetReceiveBufferSize(int64(bytes)*2, true)
-	return nil
-}
-
-// SetWriteBuffer sets the send buffer size (SO_SNDBUF), doubled like Linux.
-func (c *UDPConn) SetWriteBuffer(bytes int) error {
-	if bytes < 0 {
-		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
-	}
-	c.ep.SocketOptions().SetSendBufferSize(int64(bytes)*2, true)
-	return nil
-}
-
-// ReadBufferSize returns the receive buffer size (as getsockopt SO_RCVBUF).
-func (c *UDPConn) ReadBufferSize() (int, error) {
-	return int(c.ep.SocketOptions().GetReceiveBufferSize()), nil
-}
-
-// WriteBufferSize returns the send buffer size (as getsockopt SO_SNDBUF).
-func (c *UDPConn) WriteBufferSize() (int, error) {
-	return int(c.ep.SocketOptions().GetSendBufferSize()), nil
 }
 
 // SetDeadline implements net.PacketConn.
@@ -509,7 +548,8 @@ func (c *UDPConn) isClosed() bool {
 }
 
 // Close closes the conn; blocked reads and writes return net.ErrClosed.
-// Closing twice returns an error wrapping net.ErrClosed.
+// Closing twice returns an error wrapping net.ErrClosed. The conn's
+// multicast memberships end with it.
 func (c *UDPConn) Close() error {
 	first := false
 	c.once.Do(func() {
@@ -517,7 +557,9 @@ func (c *UDPConn) Close() error {
 		close(c.closed)
 		c.wq.EventUnregister(&c.rentry)
 		c.wq.EventUnregister(&c.wentry)
+		c.epMu.Lock()
 		c.ep.Close()
+		c.epMu.Unlock()
 		c.rdeadline.stop()
 		c.wdeadline.stop()
 		c.host.untrack(c)
