@@ -39,18 +39,22 @@ func (n *NIC) MTU() int {
 }
 
 // Addresses returns the NIC's addresses with their prefix lengths,
-// including any IPv6 link-local address the host generated.
+// including any IPv6 link-local address the host generated (a
+// netip.Prefix carries no zone: the zone of a link-local address is the
+// NIC's Name).
 func (n *NIC) Addresses() []netip.Prefix {
 	var out []netip.Prefix
 	for _, pa := range n.host.s.AllAddresses()[n.id] {
 		a := fromTCPIPAddr(pa.AddressWithPrefix.Address)
-		if a.Is6() && a.IsLinkLocalUnicast() {
-			a = a.WithZone(n.name)
+		if a == limitedBroadcast {
+			continue // gVisor's own entry for receiving broadcasts
 		}
 		out = append(out, netip.PrefixFrom(a, pa.AddressWithPrefix.PrefixLen))
 	}
 	return out
 }
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // AddAddress adds an address with its prefix length and a route to the
 // prefix through this NIC.
