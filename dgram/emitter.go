@@ -23,7 +23,10 @@ type listener struct {
 // function removes it (and takes loop.mu itself).
 func (s *Socket) addListenerLocked(ev event, fn any, once bool) (remove func()) {
 	li := &listener{fn: fn, once: once}
-	s.listeners[ev] = append(s.listeners[ev], li)
+	// Listener lists are copy-on-write: emit iterates the slice it read
+	// without copying it.
+	list := s.listeners[ev]
+	s.listeners[ev] = append(list[:len(list):len(list)], li)
 	return func() {
 		s.loop.mu.Lock()
 		s.removeListenerLocked(ev, li)
@@ -51,23 +54,26 @@ func (s *Socket) removeListenerLocked(ev event, li *listener) {
 // order, without holding any lock; once-listeners are removed first. It
 // reports whether there was any listener.
 func (s *Socket) emit(ev event, call func(fn any)) bool {
-	s.loop.mu.Lock()
-	list := s.listeners[ev]
-	if len(list) == 0 {
-		s.loop.mu.Unlock()
-		return false
+	list := s.takeListeners(ev)
+	for _, li := range list {
+		call(li.fn)
 	}
-	snapshot := append([]*listener(nil), list...)
-	for _, li := range snapshot {
+	return len(list) > 0
+}
+
+// takeListeners returns ev's listeners as they are now, removing the
+// once-listeners among them. The slice is never modified afterwards (lists
+// are copy-on-write), so the caller may iterate it without a lock.
+func (s *Socket) takeListeners(ev event) []*listener {
+	s.loop.mu.Lock()
+	defer s.loop.mu.Unlock()
+	list := s.listeners[ev]
+	for _, li := range list {
 		if li.once {
 			s.removeListenerLocked(ev, li)
 		}
 	}
-	s.loop.mu.Unlock()
-	for _, li := range snapshot {
-		call(li.fn)
-	}
-	return true
+	return list
 }
 
 func callPlain(fn any) { fn.(func())() }

@@ -3,6 +3,7 @@ package dgram
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 )
 
@@ -22,7 +23,9 @@ type Loop struct {
 
 	mu       sync.Mutex
 	ticks    []func()
-	io       []func()
+	tickHead int // ticks[:tickHead] have run
+	io       []ioEvent
+	ioHead   int           // io[:ioHead] have run
 	wake     chan struct{} // capacity 1: something was queued
 	sockets  map[*Socket]struct{}
 	holds    int // Hold calls not yet released
@@ -68,7 +71,24 @@ func (l *Loop) Post(fn func()) {
 
 func (l *Loop) postIO(fn func()) {
 	l.mu.Lock()
-	l.io = append(l.io, fn)
+	l.io = append(l.io, ioEvent{fn: fn})
+	l.mu.Unlock()
+	l.signal()
+}
+
+// ioEvent is a queued I/O event: fn, or a datagram for s (a typed event,
+// so that receiving allocates no closure).
+type ioEvent struct {
+	fn   func()
+	s    *Socket
+	msg  []byte
+	from netip.AddrPort
+}
+
+// postMessage queues the delivery of a datagram to s.
+func (l *Loop) postMessage(s *Socket, msg []byte, from netip.AddrPort) {
+	l.mu.Lock()
+	l.io = append(l.io, ioEvent{s: s, msg: msg, from: from})
 	l.mu.Unlock()
 	l.signal()
 }
@@ -108,7 +128,7 @@ func (l *Loop) startWork() {
 func (l *Loop) endWork(fn func()) {
 	l.mu.Lock()
 	l.inflight--
-	l.io = append(l.io, fn)
+	l.io = append(l.io, ioEvent{fn: fn})
 	l.mu.Unlock()
 	l.signal()
 }
@@ -158,7 +178,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.mu.Lock()
 		if err := l.fatal; err != nil {
 			l.fatal = nil
-			l.ticks, l.io = nil, nil
+			l.ticks, l.io, l.tickHead, l.ioHead = nil, nil, 0, 0
 			socks := l.openSocketsLocked()
 			l.mu.Unlock()
 			for _, s := range socks {
@@ -177,20 +197,26 @@ func (l *Loop) Run(ctx context.Context) error {
 				continue
 			}
 		}
-		if len(l.ticks) > 0 {
-			fn := l.ticks[0]
-			l.ticks[0] = nil
-			l.ticks = l.ticks[1:]
+		if l.tickHead < len(l.ticks) {
+			fn := l.ticks[l.tickHead]
+			l.ticks[l.tickHead] = nil
+			l.tickHead++
+			l.ticks, l.tickHead = compact(l.ticks, l.tickHead)
 			l.mu.Unlock()
 			fn()
 			continue
 		}
-		if len(l.io) > 0 {
-			fn := l.io[0]
-			l.io[0] = nil
-			l.io = l.io[1:]
+		if l.ioHead < len(l.io) {
+			ev := l.io[l.ioHead]
+			l.io[l.ioHead] = ioEvent{}
+			l.ioHead++
+			l.io, l.ioHead = compact(l.io, l.ioHead)
 			l.mu.Unlock()
-			fn()
+			if ev.s != nil {
+				ev.s.deliverMessage(ev.msg, ev.from)
+			} else {
+				ev.fn()
+			}
 			continue
 		}
 		if !l.aliveLocked() {
@@ -230,6 +256,21 @@ func (l *Loop) waitReaders() {
 	for _, ch := range chans {
 		<-ch
 	}
+}
+
+// compact returns q without its first head elements once they are many
+// (or all of q), so that a queue that never drains completely does not
+// keep growing, and one that does reuses its array.
+func compact[T any](q []T, head int) ([]T, int) {
+	if head == len(q) {
+		return q[:0], 0
+	}
+	if head >= 1024 && head*2 >= len(q) {
+		n := copy(q, q[head:])
+		clear(q[n:])
+		return q[:n], 0
+	}
+	return q, head
 }
 
 // aliveLocked reports whether anything keeps the loop running.

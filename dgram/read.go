@@ -37,11 +37,12 @@ func (s *Socket) readLoop(conn Conn, stop, done chan struct{}) {
 			// Read without blocking; wait only when there is nothing.
 			s.ioMu.Lock()
 			n, from, err = pc.TryReadFromUDPAddrPort(buf)
-			if err != nil && transientErrno(errnoOf(err)) {
+			wouldBlock := err != nil && errors.Is(err, syscall.EAGAIN)
+			if err != nil && !wouldBlock && transientErrno(errnoOf(err)) {
 				s.asyncErr = errnoOf(err)
 			}
 			s.ioMu.Unlock()
-			if errors.Is(err, syscall.EAGAIN) {
+			if wouldBlock {
 				if err = pc.WaitReadable(); err == nil {
 					continue
 				}
@@ -80,7 +81,7 @@ func (s *Socket) readLoop(conn Conn, stop, done chan struct{}) {
 			s.stats.receivedAfterClose.Add(1)
 			return
 		}
-		s.loop.postIO(func() { s.deliverMessage(msg, from) })
+		s.loop.postMessage(s, msg, from)
 	}
 }
 
@@ -121,8 +122,15 @@ func (s *Socket) deliverMessage(msg []byte, from netip.AddrPort) {
 	if from.Addr().Is6() {
 		fam = "IPv6"
 	}
-	rinfo := RemoteInfo{Address: from.Addr().String(), Family: fam, Port: int(from.Port()), Size: len(msg)}
-	s.emit(evMessage, func(fn any) { fn.(func([]byte, RemoteInfo))(msg, rinfo) })
+	// Datagrams mostly come from a few peers: reuse the last sender's
+	// address string (only the loop goroutine touches the cache).
+	if from.Addr() != s.lastFrom || s.lastFromStr == "" {
+		s.lastFrom, s.lastFromStr = from.Addr(), from.Addr().String()
+	}
+	rinfo := RemoteInfo{Address: s.lastFromStr, Family: fam, Port: int(from.Port()), Size: len(msg)}
+	for _, li := range s.takeListeners(evMessage) {
+		li.fn.(func([]byte, RemoteInfo))(msg, rinfo)
+	}
 }
 
 func (s *Socket) deliverError(err error) {

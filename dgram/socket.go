@@ -160,6 +160,8 @@ type Socket struct {
 	unref         bool
 	broadcast     *bool // SetBroadcast while the fd exists but is unbound
 	readerStop    chan struct{}
+	lastFrom      netip.Addr // the last sender, and its string (loop goroutine only)
+	lastFromStr   string
 	readerDone    chan struct{}
 	listeners     [numEvents][]*listener
 	errorMonitors []func(error)

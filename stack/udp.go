@@ -3,7 +3,6 @@ package stack
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -347,7 +346,7 @@ func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	defer c.readMu.Unlock()
 	for {
 		n, from, err := c.tryRead(b)
-		if !errors.Is(err, syscall.EAGAIN) {
+		if err != errWouldBlock {
 			return n, from, err
 		}
 		select {
@@ -359,6 +358,10 @@ func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		}
 	}
 }
+
+// errWouldBlock is what a read that would block returns: one shared value,
+// since readers meet it all the time.
+var errWouldBlock = &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", syscall.EAGAIN)}
 
 // TryReadFromUDPAddrPort is ReadFromUDPAddrPort without the wait: when
 // there is nothing to read it fails at once with an error matching
@@ -422,7 +425,7 @@ func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
 			}
 			return res.Count, c.toAddrPort(res.RemoteAddr), nil
 		case *tcpip.ErrWouldBlock:
-			return 0, netip.AddrPort{}, errnoError("read", c.LocalAddr(), nil, syscall.EAGAIN)
+			return 0, netip.AddrPort{}, errWouldBlock
 		case *tcpip.ErrClosedForReceive:
 			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
 		default:
@@ -480,12 +483,15 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
-	var raddr net.Addr
-	if addr.IsValid() {
-		raddr = net.UDPAddrFromAddrPort(addr)
+	// raddr is only for errors: built when one happens.
+	raddr := func() net.Addr {
+		if addr.IsValid() {
+			return net.UDPAddrFromAddrPort(addr)
+		}
+		return nil
 	}
 	if tcpipErr := c.takeCarriedErr(); tcpipErr != nil {
-		return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
+		return 0, opError("write", c.LocalAddr(), raddr(), tcpipErr)
 	}
 	opts := tcpip.WriteOptions{}
 	if to != nil {
@@ -493,7 +499,7 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 		opts.To = &c.wto
 	}
 	for {
-		if err := c.rlockBound("write", raddr); err != nil {
+		if err := c.rlockBoundLazy("write", raddr); err != nil {
 			return 0, err
 		}
 		c.wbuf.Reset(b)
@@ -514,7 +520,7 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 		case *tcpip.ErrClosedForSend:
 			return 0, closedError("write", c.LocalAddr())
 		default:
-			return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
+			return 0, opError("write", c.LocalAddr(), raddr(), tcpipErr)
 		}
 	}
 }

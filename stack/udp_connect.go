@@ -103,6 +103,12 @@ func (c *UDPConn) Disconnect() error {
 // rlockBound read-locks c.epMu with the endpoint bound, binding it to
 // bindAddr first if Disconnect left it unbound. The caller unlocks.
 func (c *UDPConn) rlockBound(op string, raddr net.Addr) error {
+	return c.rlockBoundLazy(op, func() net.Addr { return raddr })
+}
+
+// rlockBoundLazy is rlockBound with the address for errors built only if
+// one happens.
+func (c *UDPConn) rlockBoundLazy(op string, raddr func() net.Addr) error {
 	for {
 		c.epMu.RLock()
 		if !c.unbound {
@@ -113,7 +119,7 @@ func (c *UDPConn) rlockBound(op string, raddr net.Addr) error {
 		if c.unbound {
 			if tcpipErr := c.ep.Bind(c.bindAddr); tcpipErr != nil {
 				c.epMu.Unlock()
-				return opError(op, nil, raddr, tcpipErr)
+				return opError(op, nil, raddr(), tcpipErr)
 			}
 			c.unbound = false
 		}
