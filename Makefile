@@ -20,9 +20,11 @@ fmt-check:
 demo:
 	$(GO) run ./cmd/dgramlab demo
 
-## bench: every benchmark, with allocations.
+## bench: datagram paths side by side (virtual hosts, kernel loopback, Node;
+## see BENCHMARKS.md), then every Go benchmark with allocations per op.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(GO) run ./cmd/dgramlab bench
+	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 ## fuzz: each fuzz target for FUZZTIME (default 1m).
 FUZZTIME ?= 1m

@@ -59,6 +59,7 @@ func commands() []command {
 	return []command{
 		{"demo", "[flags]", "run the seed scenarios on a built-in virtual LAN and show what went on the wire", runDemo},
 		{"inspect", "[flags] FILE", "summarise a pcap or pcapng file: flows, sizes, fragments, broadcasts, drops", runInspect},
+		{"bench", "[flags]", "measure datagram paths side by side (virtual hosts, kernel loopback, Node) and N hosts on a Switch", runBench},
 	}
 }
 

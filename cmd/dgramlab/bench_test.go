@@ -1,0 +1,202 @@
+package main
+
+import (
+	"encoding/json"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBenchUsage(t *testing.T) {
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "--rounds", "0"}, "--rounds must be at least 1"},
+		{[]string{"bench", "--duration", "0s"}, "--duration must be positive"},
+		{[]string{"bench", "--sizes", "64,big"}, `--sizes: "big" is not a number`},
+		{[]string{"bench", "--sizes", "0"}, "--sizes: 0 is outside 1..65507"},
+		{[]string{"bench", "--sizes", ","}, "--sizes is empty"},
+		{[]string{"bench", "--scale", "10,-1"}, "--scale: -1 is outside"},
+		{[]string{"bench", "--only", "("}, "--only: error parsing regexp"},
+		{[]string{"bench", "--only", "nothing-matches", "--no-scale"}, "matches no path"},
+		{[]string{"bench", "extra"}, `unexpected argument "extra"`},
+	}
+	for _, c := range cases {
+		code, stdout, stderr := runCLI(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) || stdout != "" {
+			t.Errorf("dgramlab %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", c.args, code, stdout, stderr, c.want)
+		}
+	}
+	code, stdout, _ := runCLI(t, "bench", "--help")
+	for _, flag := range []string{"-rounds", "-duration", "-sizes", "-only", "-scale", "-no-scale", "-node", "-json"} {
+		if code != 0 || !strings.Contains(stdout, flag) {
+			t.Errorf("bench --help: exit %d, lacks %s:\n%s", code, flag, stdout)
+		}
+	}
+}
+
+// TestBenchTable runs every path once, briefly, and checks the tables'
+// shape: a row per path and size, a ping-pong row per path, the scale row.
+// It asserts nothing about speed.
+func TestBenchTable(t *testing.T) {
+	args := []string{"bench", "--rounds", "1", "--duration", "10ms", "--sizes", "64,200", "--scale", "5"}
+	_, nodeErr := exec.LookPath("node")
+	if nodeErr != nil {
+		t.Log("node is not installed: the node path is skipped")
+	}
+	code, stdout, stderr := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("dgramlab %q: exit %d\n%s\n%s", args, code, stdout, stderr)
+	}
+	paths := []string{"dgram/switch", "stack.UDPConn/switch", "stack.UDPConn/pipe", "dgram/kernel", "kernel net.UDPConn"}
+	if nodeErr == nil {
+		paths = append(paths, "node")
+	} else if !strings.Contains(stdout, "note: node: not found on PATH") {
+		t.Errorf("no note that node was skipped:\n%s", stdout)
+	}
+	oneWay := section(t, stdout, "One-way datagrams per second")
+	ping := section(t, stdout, "Ping-pong round trip")
+	scale := section(t, stdout, "Scale:")
+	for _, head := range []string{"DELIVERED/S", "MIN-MAX", "LOSS", "BUFFER DROPS", "ALLOCS/DGRAM", "VS KERNEL"} {
+		if !strings.Contains(oneWay[0], head) {
+			t.Errorf("one-way header lacks %s: %q", head, oneWay[0])
+		}
+	}
+	if got, want := len(oneWay)-1, 2*len(paths); got != want {
+		t.Errorf("one-way table has %d rows, want %d (paths × sizes):\n%s", got, want, strings.Join(oneWay, "\n"))
+	}
+	if got, want := len(ping)-1, len(paths); got != want {
+		t.Errorf("ping-pong table has %d rows, want %d:\n%s", got, want, strings.Join(ping, "\n"))
+	}
+	// A row: path, size, rate, min-max, offered, loss "x% (lost/sent)", ...
+	rowRE := regexp.MustCompile(`^(\S+(?: net\.UDPConn)?)\s+(64|200)\s+\S+\s+\S+-\S+\s+\S+\s+-?[0-9.]+%\s+\(-?\d+/\d+\)\s+`)
+	for _, p := range paths {
+		for _, size := range []string{"64", "200"} {
+			if !hasRow(oneWay[1:], rowRE, p, size) {
+				t.Errorf("no well-formed one-way row for %s at %s bytes:\n%s", p, size, strings.Join(oneWay, "\n"))
+			}
+		}
+		if !hasPrefixRow(ping[1:], p+" ") {
+			t.Errorf("no ping-pong row for %s", p)
+		}
+	}
+	if len(scale) != 2 || !regexp.MustCompile(`^5\s.*\s5/5\s+0 goroutines$`).MatchString(scale[1]) {
+		t.Errorf("scale table: want one row for 5 hosts, all receiving the broadcast, no goroutine left:\n%s", strings.Join(scale, "\n"))
+	}
+	if !strings.Contains(stdout, "Targets (ratios from this run)") {
+		t.Errorf("no targets section:\n%s", stdout)
+	}
+	if !strings.Contains(stderr, "bench: round 1/1") {
+		t.Errorf("no progress on stderr: %q", stderr)
+	}
+}
+
+// TestBenchJSON checks the JSON report's accounting on two paths.
+func TestBenchJSON(t *testing.T) {
+	args := []string{"bench", "--json", "--rounds", "2", "--duration", "10ms", "--sizes", "64",
+		"--only", `^(stack\.UDPConn/pipe|kernel net\.UDPConn)$`, "--scale", "3", "--node", "/nonexistent/node"}
+	code, stdout, stderr := runCLI(t, args...)
+	if code != 0 {
+		t.Fatalf("dgramlab %q: exit %d\n%s\n%s", args, code, stdout, stderr)
+	}
+	var rep benchReport
+	if err := json.Unmarshal([]byte(stdout), &rep); err != nil {
+		t.Fatalf("output is not a JSON report: %v\n%s", err, stdout)
+	}
+	if rep.Rounds != 2 || rep.Duration != "10ms" || rep.CPUs < 1 || rep.GoVersion == "" || rep.Date.IsZero() {
+		t.Errorf("report header: %+v", rep)
+	}
+	if len(rep.Notes) == 0 || !strings.Contains(rep.Notes[0], "/nonexistent/node: no such file") {
+		t.Errorf("notes = %q, want one saying node is skipped", rep.Notes)
+	}
+	if len(rep.OneWay) != 2 || len(rep.PingPong) != 2 {
+		t.Fatalf("%d one-way and %d ping-pong rows, want 2 and 2", len(rep.OneWay), len(rep.PingPong))
+	}
+	for _, row := range rep.OneWay {
+		if len(row.Runs) != 2 {
+			t.Errorf("%s: %d runs, want 2", row.Path, len(row.Runs))
+		}
+		var sent, received uint64
+		for _, r := range row.Runs {
+			if r.Sent == 0 || r.Received > r.Sent || r.AllocsPerDgram == nil || r.BufferDrops == nil && row.Path != refPathName {
+				t.Errorf("%s: run %+v", row.Path, r)
+			}
+			sent += r.Sent
+			received += r.Received
+		}
+		if row.Sent != sent || row.Received != received || row.Lost != int64(sent)-int64(received) {
+			t.Errorf("%s: totals sent %d received %d lost %d, want %d, %d, %d", row.Path, row.Sent, row.Received, row.Lost, sent, received, int64(sent)-int64(received))
+		}
+		if row.MinPPS > row.MedianPPS || row.MedianPPS > row.MaxPPS || row.Ratio <= 0 {
+			t.Errorf("%s: min %v median %v max %v ratio %v", row.Path, row.MinPPS, row.MedianPPS, row.MaxPPS, row.Ratio)
+		}
+		if row.Path == refPathName && row.Ratio != 1 {
+			t.Errorf("the reference's ratio is %v, want 1", row.Ratio)
+		}
+	}
+	for _, row := range rep.PingPong {
+		if row.RoundTrips == 0 || row.P50 <= 0 || row.P50 > row.P99 || row.P50Min > row.P50 || row.P50 > row.P50Max {
+			t.Errorf("ping-pong %s: %+v", row.Path, row)
+		}
+	}
+	if len(rep.Scale) != 1 || rep.Scale[0].Hosts != 3 || rep.Scale[0].BroadcastReceived != 3 || rep.Scale[0].GoroutinesLeft != 0 || rep.Scale[0].RSSBytes <= 0 {
+		t.Errorf("scale = %+v", rep.Scale)
+	}
+}
+
+func TestPercentiles(t *testing.T) {
+	var samples []time.Duration
+	for i := 100; i >= 1; i-- {
+		samples = append(samples, time.Duration(i))
+	}
+	run := pingResult(samples, 2)
+	if run.P50Ns != 50 || run.P99Ns != 99 || run.RoundTrips != 100 || run.Timeouts != 2 {
+		t.Errorf("pingResult(1..100) = %+v, want p50 50, p99 99", run)
+	}
+	if m := median([]float64{3, 1, 2}); m != 2 {
+		t.Errorf("median(3,1,2) = %v", m)
+	}
+	if m := median([]int64{4, 1, 3, 2}); m != 2 {
+		t.Errorf("median(4,1,3,2) = %v (integer mean of 2 and 3)", m)
+	}
+	if run := pingResult(nil, 1); run.P50Ns != 0 || run.Timeouts != 1 {
+		t.Errorf("pingResult(nil) = %+v", run)
+	}
+}
+
+// section returns the header line and the rows of the table under title.
+func section(t *testing.T, out, title string) []string {
+	t.Helper()
+	i := strings.Index(out, "\n"+title)
+	if i < 0 {
+		t.Fatalf("no %q table in:\n%s", title, out)
+	}
+	lines := strings.Split(out[i+1:], "\n")[1:]
+	for j, l := range lines {
+		if strings.TrimSpace(l) == "" {
+			return lines[:j]
+		}
+	}
+	return lines
+}
+
+func hasRow(rows []string, re *regexp.Regexp, path, size string) bool {
+	for _, r := range rows {
+		if m := re.FindStringSubmatch(r); m != nil && m[1] == path && m[2] == size {
+			return true
+		}
+	}
+	return false
+}
+
+func hasPrefixRow(rows []string, prefix string) bool {
+	for _, r := range rows {
+		if strings.HasPrefix(r, prefix) {
+			return true
+		}
+	}
+	return false
+}
