@@ -32,6 +32,11 @@ type Loop struct {
 	inflight int // lookups and other work running off the loop
 	running  bool
 	fatal    error
+	// readyMu guards ready: sockets whose conn signalled it is readable.
+	// Network notifications take only readyMu (never mu, which may be held
+	// while a write delivers synchronously to a socket of this loop).
+	readyMu sync.Mutex
+	ready   []*Socket
 	// closing holds the reader-done channels of closed sockets, which Run
 	// waits for before it returns.
 	closing []chan struct{}
@@ -133,6 +138,26 @@ func (l *Loop) endWork(fn func()) {
 	l.signal()
 }
 
+// markReady queues a drain of s; safe to call with mu held and from a
+// network notification.
+func (l *Loop) markReady(s *Socket) {
+	l.readyMu.Lock()
+	l.ready = append(l.ready, s)
+	l.readyMu.Unlock()
+	l.signal()
+}
+
+// takeReadyLocked moves the ready sockets' drains to the I/O queue.
+func (l *Loop) takeReadyLocked() {
+	l.readyMu.Lock()
+	for i, s := range l.ready {
+		l.io = append(l.io, ioEvent{fn: s.drainFn})
+		l.ready[i] = nil
+	}
+	l.ready = l.ready[:0]
+	l.readyMu.Unlock()
+}
+
 // fail records an 'error' that had no listener; Run returns it.
 func (l *Loop) fail(err error) {
 	l.mu.Lock()
@@ -197,6 +222,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				continue
 			}
 		}
+		l.takeReadyLocked()
 		if l.tickHead < len(l.ticks) {
 			fn := l.ticks[l.tickHead]
 			l.ticks[l.tickHead] = nil

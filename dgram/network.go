@@ -123,3 +123,15 @@ type PollConn interface {
 	// error matching syscall.EAGAIN instead of blocking.
 	TryReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
 }
+
+// NotifyConn is a PollConn that calls a function when it may have become
+// readable (a datagram or a pending error arrived), so that the loop can
+// read it itself, as libuv reads a file descriptor, with no goroutine per
+// socket. Virtual hosts' conns are NotifyConns.
+type NotifyConn interface {
+	PollConn
+	// NotifyReadable registers fn; stop unregisters it. fn runs on the
+	// network's goroutine and must only signal: it may not block or call
+	// back into the conn.
+	NotifyReadable(fn func()) (stop func())
+}

@@ -7,11 +7,92 @@ import (
 	"syscall"
 )
 
-// startReadingLocked starts the socket's reader goroutine.
+// startReadingLocked starts receiving. A NotifyConn (a virtual host's) is
+// read by the loop itself whenever it signals that it is readable; any
+// other conn gets a reader goroutine.
 func (s *Socket) startReadingLocked() {
+	if nc, ok := s.conn.(NotifyConn); ok {
+		if s.rbuf == nil {
+			s.rbuf = make([]byte, 0x10000)
+			s.drainFn = s.drain
+		}
+		s.readBroken = false
+		s.notifyStop = nc.NotifyReadable(s.onReadable)
+		s.onReadable() // datagrams may be waiting already
+		return
+	}
 	stop, done := make(chan struct{}), make(chan struct{})
 	s.readerStop, s.readerDone = stop, done
 	go s.readLoop(s.conn, stop, done)
+}
+
+// onReadable runs on the network's goroutine when a NotifyConn may have
+// become readable: it queues one drain on the loop unless one is queued.
+func (s *Socket) onReadable() {
+	if s.drainQueued.CompareAndSwap(false, true) {
+		s.loop.markReady(s)
+	}
+}
+
+// drain runs on the loop: it reads one datagram (or socket error) and, if
+// there was one, queues itself again behind the other I/O events, so that
+// sockets take turns and the next-tick queue runs after each 'message', as
+// in Node. Datagrams the loop has not read yet stay in the network's
+// receive buffer, which drops (and counts) what does not fit.
+func (s *Socket) drain() {
+	s.loop.mu.Lock()
+	nc, _ := s.conn.(NotifyConn)
+	stopped := s.closed || nc == nil || s.readBroken
+	s.loop.mu.Unlock()
+	if stopped {
+		s.drainQueued.Store(false)
+		return
+	}
+	n, from, err := s.tryRead(nc)
+	if err != nil && errors.Is(err, syscall.EAGAIN) {
+		s.drainQueued.Store(false)
+		// A datagram that came between that read and the Store had its
+		// notification dropped: look once more.
+		if n, from, err = s.tryRead(nc); err != nil && errors.Is(err, syscall.EAGAIN) {
+			return
+		}
+		if !s.drainQueued.CompareAndSwap(false, true) {
+			s.handleRead(n, from, err) // a drain is queued already
+			return
+		}
+	}
+	s.loop.postIO(s.drainFn)
+	s.handleRead(n, from, err)
+}
+
+// tryRead reads without blocking, keeping a socket error for the loop as
+// readLoop does.
+func (s *Socket) tryRead(nc NotifyConn) (int, netip.AddrPort, error) {
+	s.ioMu.Lock()
+	defer s.ioMu.Unlock()
+	n, from, err := nc.TryReadFromUDPAddrPort(s.rbuf)
+	if err != nil && !errors.Is(err, syscall.EAGAIN) && transientErrno(errnoOf(err)) {
+		s.asyncErr = errnoOf(err)
+	}
+	return n, from, err
+}
+
+// handleRead delivers what drain read.
+func (s *Socket) handleRead(n int, from netip.AddrPort, err error) {
+	switch {
+	case err == nil:
+		msg := make([]byte, n)
+		copy(msg, s.rbuf[:n])
+		s.emitMessage(msg, from)
+	case errors.Is(err, net.ErrClosed):
+	case transientErrno(errnoOf(err)):
+		s.deliverAsyncError()
+	default:
+		s.loop.mu.Lock()
+		s.readBroken = true // the endpoint is broken: stop reading
+		s.loop.mu.Unlock()
+		s.deliverError(errnoException(errnoOf(err), "recvmsg"))
+	}
 }
 
 // readLoop runs on the socket's reader goroutine: it reads datagrams and
@@ -107,8 +188,14 @@ func (s *Socket) deliverAsyncError() {
 	}
 }
 
+// deliverMessage delivers a datagram that readLoop handed over.
 func (s *Socket) deliverMessage(msg []byte, from netip.AddrPort) {
 	<-s.window
+	s.emitMessage(msg, from)
+}
+
+// emitMessage emits 'message' unless the socket is closed.
+func (s *Socket) emitMessage(msg []byte, from netip.AddrPort) {
 	s.loop.mu.Lock()
 	closed := s.closed
 	s.loop.mu.Unlock()

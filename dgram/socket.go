@@ -160,6 +160,11 @@ type Socket struct {
 	unref         bool
 	broadcast     *bool // SetBroadcast while the fd exists but is unbound
 	readerStop    chan struct{}
+	notifyStop    func() // stops a NotifyConn's notifications
+	readBroken    bool   // a read failed for good: stop reading
+	rbuf          []byte // the loop's read buffer (NotifyConn)
+	drainFn       func() // s.drain, made once
+	drainQueued   atomic.Bool
 	lastFrom      netip.Addr // the last sender, and its string (loop goroutine only)
 	lastFromStr   string
 	readerDone    chan struct{}
@@ -437,6 +442,10 @@ func (s *Socket) closeLocked() {
 	s.cancel()
 	if s.stopCtx != nil {
 		s.stopCtx()
+	}
+	if s.notifyStop != nil {
+		s.notifyStop()
+		s.notifyStop = nil
 	}
 	if s.conn != nil {
 		s.conn.Close()

@@ -359,6 +359,16 @@ func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 	}
 }
 
+// NotifyReadable calls fn whenever the conn may have become readable (a
+// datagram or a pending error arrived), on the goroutine that delivered it,
+// until stop is called. fn must not block or call back into the conn.
+func (c *UDPConn) NotifyReadable(fn func()) (stop func()) {
+	e := waiter.NewFunctionEntry(waiter.ReadableEvents|waiter.EventErr, func(waiter.EventMask) { fn() })
+	c.wq.EventRegister(&e)
+	var once sync.Once
+	return func() { once.Do(func() { c.wq.EventUnregister(&e) }) }
+}
+
 // errWouldBlock is what a read that would block returns: one shared value,
 // since readers meet it all the time.
 var errWouldBlock = &net.OpError{Op: "read", Net: "udp", Err: os.NewSyscallError("recvfrom", syscall.EAGAIN)}
