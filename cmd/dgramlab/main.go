@@ -59,6 +59,8 @@ func commands() []command {
 	return []command{
 		{"demo", "[flags]", "run the seed scenarios on a built-in virtual LAN and show what went on the wire", runDemo},
 		{"inspect", "[flags] FILE", "summarise a pcap or pcapng file: flows, sizes, fragments, broadcasts, drops", runInspect},
+		{"echo", echoArgs, "attach a userspace host to a TUN/TAP device and echo UDP datagrams (the seed's server)", runEcho},
+		{"send", sendArgs, "send UDP datagrams from a userspace host on a TUN/TAP device and print the replies", runSend},
 		{"bench", "[flags]", "measure datagram paths side by side (virtual hosts, kernel loopback, Node) and N hosts on a Switch", runBench},
 	}
 }

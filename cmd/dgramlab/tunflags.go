@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/dgramlab/dgramlab/capture"
+	"github.com/dgramlab/dgramlab/dgram"
+	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/tun"
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+)
+
+// tunFlags are the flags echo and send share: which device, and the
+// userspace host's address on it.
+type tunFlags struct {
+	dev    string
+	tap    bool
+	create bool
+	addr   string
+	mtu    int
+	pcap   string
+}
+
+func (f *tunFlags) register(fs *flag.FlagSet, exampleAddr string) {
+	fs.StringVar(&f.dev, "tun", "", "the TUN (or, with --tap, TAP) device to attach to (required)")
+	fs.BoolVar(&f.tap, "tap", false, "the device is a TAP device (Ethernet, ARP with the kernel)")
+	fs.BoolVar(&f.create, "create", false, "create the device (removed on exit) instead of attaching to one made with 'ip tuntap add'")
+	fs.StringVar(&f.addr, "addr", "", "the userspace host's address with its prefix length, e.g. "+exampleAddr+" (required)")
+	fs.IntVar(&f.mtu, "mtu", 0, "set the device's MTU (default: keep it; 1500 for a new device)")
+	fs.StringVar(&f.pcap, "pcap", "", "capture the host's NIC to this pcapng file (raw IP for TUN, Ethernet for TAP)")
+}
+
+// tunConfig is what the flags ask for, checked.
+type tunConfig struct {
+	opts   tun.Options
+	prefix netip.Prefix
+	pcap   string
+}
+
+// config checks the flags; every mistake is a usage error.
+func (f *tunFlags) config(cmd string) (tunConfig, error) {
+	if f.dev == "" {
+		return tunConfig{}, usagef("%s: --tun NAME is required", cmd)
+	}
+	if f.addr == "" {
+		return tunConfig{}, usagef("%s: --addr ADDRESS/PREFIX is required", cmd)
+	}
+	prefix, err := netip.ParsePrefix(f.addr)
+	if err != nil {
+		if _, aerr := netip.ParseAddr(f.addr); aerr == nil {
+			return tunConfig{}, usagef("%s: --addr %s has no prefix length (want e.g. %s/24)", cmd, f.addr, f.addr)
+		}
+		return tunConfig{}, usagef("%s: --addr %q is not an address with a prefix length: %v", cmd, f.addr, err)
+	}
+	if prefix.Addr().Zone() != "" || prefix.Addr().IsUnspecified() || prefix.Addr().IsMulticast() {
+		return tunConfig{}, usagef("%s: --addr %s is not a unicast address", cmd, f.addr)
+	}
+	if f.mtu != 0 && prefix.Addr().Is6() && f.mtu < tun.MinMTUIPv6 {
+		return tunConfig{}, usagef("%s: --mtu %d is below the IPv6 minimum of %d", cmd, f.mtu, tun.MinMTUIPv6)
+	}
+	if f.mtu != 0 && f.mtu < tun.MinMTU {
+		return tunConfig{}, usagef("%s: --mtu %d is below the IPv4 minimum of %d", cmd, f.mtu, tun.MinMTU)
+	}
+	c := tunConfig{
+		opts:   tun.Options{Name: f.dev, TAP: f.tap, Create: f.create, MTU: f.mtu},
+		prefix: prefix,
+		pcap:   f.pcap,
+	}
+	if err := c.opts.Validate(); err != nil {
+		return tunConfig{}, usagef("%s: %v", cmd, err)
+	}
+	return c, nil
+}
+
+// socketType is "udp4" or "udp6", after the host's address.
+func (c tunConfig) socketType() string {
+	if c.prefix.Addr().Is6() {
+		return dgram.UDP6
+	}
+	return dgram.UDP4
+}
+
+// tunHost is a userspace host attached to a device, and the dgram network
+// its sockets use.
+type tunHost struct {
+	host *stack.Host
+	dev  *tun.Device
+	net  *tunNetwork
+	pcap *capture.PcapngWriter
+}
+
+// openTunHost opens the device and attaches a new host named name to it.
+// Mistakes in what the user asked for (no such device, the wrong type, a
+// device that exists, an MTU the kernel refuses) are usage errors.
+func openTunHost(cmd, name string, c tunConfig) (*tunHost, error) {
+	dev, err := tun.Open(c.opts)
+	if err != nil {
+		if errors.Is(err, tun.ErrNotFound) {
+			return nil, usagef("%s: %v, or pass --create", cmd, err)
+		}
+		for _, kind := range []error{tun.ErrInvalid, tun.ErrNotFound, tun.ErrWrongType, tun.ErrExists} {
+			if errors.Is(err, kind) {
+				return nil, usagef("%s: %v", cmd, err)
+			}
+		}
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	if c.prefix.Addr().Is6() && dev.DeviceMTU() < tun.MinMTUIPv6 {
+		dev.Close()
+		return nil, usagef("%s: device %s has MTU %d, below the IPv6 minimum of %d: pass --mtu", cmd, dev.Name(), dev.DeviceMTU(), tun.MinMTUIPv6)
+	}
+	th := &tunHost{dev: dev}
+	th.host, err = stack.NewHost(stack.HostOptions{Name: name})
+	if err != nil {
+		dev.Close()
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	var ep gvstack.LinkEndpoint = dev
+	if c.pcap != "" {
+		if th.pcap, err = capture.CreatePcapngFile(c.pcap); err != nil {
+			th.host.Close()
+			dev.Close()
+			return nil, fmt.Errorf("%s: cannot write the capture: %w", cmd, err)
+		}
+		ep = capture.NewTap(dev, capture.TapOptions{Name: name + "/" + dev.Name(), Sink: th.pcap})
+	}
+	if _, err := th.host.AddNIC(ep, stack.NICOptions{Name: dev.Name(), Addresses: []netip.Prefix{c.prefix}}); err != nil {
+		th.close()
+		dev.Close() // AddNIC failed: the host does not own it
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	th.net = newTunNetwork(th.host, dev)
+	return th, nil
+}
+
+// close closes the host, which closes the device, and the capture.
+func (th *tunHost) close() error {
+	th.host.Close()
+	if th.net != nil {
+		th.net.wait()
+	}
+	if th.pcap != nil {
+		return th.pcap.Close()
+	}
+	return nil
+}
+
+// describe says what is attached to what.
+func (th *tunHost) describe(w io.Writer, c tunConfig) {
+	kind, how := "TUN", "attached to"
+	if th.dev.IsTAP() {
+		kind = "TAP"
+	}
+	if th.dev.Created() {
+		how = "created"
+	}
+	fmt.Fprintf(w, "userspace host %s on %s device %s (%s, MTU %d)", c.prefix, kind, th.dev.Name(), how, th.dev.DeviceMTU())
+	if th.pcap != nil {
+		fmt.Fprintf(w, ", capturing to %s", c.pcap)
+	}
+	fmt.Fprintln(w)
+}
+
+// printCounters prints the socket's, the host's and the device's
+// counters, so every datagram is accounted for.
+func (th *tunHost) printCounters(w io.Writer, s dgram.SocketStats) {
+	fmt.Fprintf(w, "socket: received %d datagrams (%d bytes), sent %d (%d bytes), send errors %d\n",
+		s.Received, s.ReceivedBytes, s.Sent, s.SentBytes, s.SendErrors)
+	hs := th.host.Stats().UDP
+	fmt.Fprintf(w, "host: UDP received %d, sent %d, send errors %d, no listener %d, buffer full %d\n",
+		hs.Received, hs.Sent, hs.SendErrors, hs.NoListener, hs.BufferFull)
+	c := th.dev.Counters()
+	fmt.Fprintf(w, "device %s: tx %d frames (%d bytes), rx %d frames (%d bytes), dropped %d%s",
+		th.dev.Name(), c.TxFrames, c.TxBytes, c.RxFrames, c.RxBytes, c.Dropped(), dropList(c.Drops))
+	if c.Filtered != 0 {
+		fmt.Fprintf(w, ", filtered %d", c.Filtered)
+	}
+	if c.Errors != 0 {
+		fmt.Fprintf(w, ", errors %d", c.Errors)
+	}
+	fmt.Fprintln(w)
+}
+
+// dropList formats drops by reason: " (mtu 1, link-down 2)".
+func dropList(drops map[string]uint64) string {
+	if len(drops) == 0 {
+		return ""
+	}
+	reasons := make([]string, 0, len(drops))
+	for r := range drops {
+		reasons = append(reasons, r)
+	}
+	sort.Strings(reasons)
+	parts := make([]string, len(reasons))
+	for i, r := range reasons {
+		parts[i] = fmt.Sprintf("%s %d", r, drops[r])
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}

@@ -1,0 +1,230 @@
+package integration
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dgramlab/dgramlab/capture"
+	"github.com/dgramlab/dgramlab/capture/capturetest"
+	"github.com/dgramlab/dgramlab/tun"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// A kernel socket and a dgram socket on the userspace host exchange
+// datagrams both ways through the device.
+func TestTunExchange(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		l := newTunLab(t, tap, labOptions{})
+		user := l.socket(t, 41234)
+		k := l.kernelSocket(t, "10.99.0.1:0")
+
+		if _, err := k.WriteToUDPAddrPort([]byte("from the kernel"), netip.AddrPortFrom(userIP, 41234)); err != nil {
+			t.Fatal(err)
+		}
+		m := user.waitMessage(t)
+		if string(m.data) != "from the kernel" || m.rinfo.Address != kernelIP.String() || m.rinfo.Port != int(addrPort(k).Port()) {
+			t.Errorf("user got %q from %s:%d, want \"from the kernel\" from %v", m.data, m.rinfo.Address, m.rinfo.Port, addrPort(k))
+		}
+
+		if err := user.send(t, []byte("from userspace"), addrPort(k)); err != nil {
+			t.Fatalf("Send = %v", err)
+		}
+		if msg, from := kernelRead(t, k); string(msg) != "from userspace" || from != netip.AddrPortFrom(userIP, 41234) {
+			t.Errorf("kernel got %q from %v, want \"from userspace\" from %v:41234", msg, from, userIP)
+		}
+
+		frames := l.rec.Frames()
+		udp := capture.All(capture.OnWire(), capture.UDP(), capture.Link("user/"+devName))
+		capturetest.Expect(t, frames, capture.All(udp, capture.Dir(capture.Inbound), capture.DstPort(41234), capture.SrcIP(kernelIP)), 1)
+		capturetest.Expect(t, frames, capture.All(udp, capture.Dir(capture.Outbound), capture.SrcPort(41234), capture.DstIP(kernelIP)), 1)
+		if c := l.dev.Counters(); c.Dropped() != 0 {
+			t.Errorf("device counters %+v: want no drops", c)
+		}
+	})
+}
+
+// A 3000-byte datagram crosses the 1500-MTU device as fragments in both
+// directions and arrives whole: the kernel reassembles the host's, the
+// host the kernel's.
+func TestTunFragments(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		l := newTunLab(t, tap, labOptions{})
+		user := l.socket(t, 41234)
+		k := l.kernelSocket(t, "10.99.0.1:0")
+		big := bytes.Repeat([]byte("0123456789"), 300)
+
+		if _, err := k.WriteToUDPAddrPort(big, netip.AddrPortFrom(userIP, 41234)); err != nil {
+			t.Fatal(err)
+		}
+		if m := user.waitMessage(t); !bytes.Equal(m.data, big) {
+			t.Errorf("user got %d bytes, want the 3000 the kernel sent", len(m.data))
+		}
+		if err := user.send(t, big, addrPort(k)); err != nil {
+			t.Fatalf("Send(3000 bytes) = %v", err)
+		}
+		if msg, _ := kernelRead(t, k); !bytes.Equal(msg, big) {
+			t.Errorf("kernel got %d bytes, want the 3000 the host sent", len(msg))
+		}
+
+		frames := l.rec.Frames()
+		for _, dir := range []capture.Direction{capture.Inbound, capture.Outbound} {
+			m := capture.All(capture.OnWire(), capture.Dir(dir), capture.Fragment())
+			capturetest.Expect(t, frames, m, 3) // 1480 + 1480 + 48 bytes of IP payload
+			capturetest.ExpectReassembled(t, frames, m, 3000)
+		}
+		if c := l.dev.Counters(); c.Dropped() != 0 {
+			t.Errorf("device counters %+v: want no drops", c)
+		}
+	})
+}
+
+// With the userspace NIC's MTU above the device's, a frame too big for the
+// device is dropped by the Device and counted; the kernel never sees it.
+func TestTunMTUDrop(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		l := newTunLab(t, tap, labOptions{nicMTU: 9000})
+		user := l.socket(t, 0)
+		k := l.kernelSocket(t, "10.99.0.1:0")
+
+		if err := user.send(t, make([]byte, 3000), addrPort(k)); err != nil {
+			t.Fatalf("Send(3000 bytes) = %v, want a silent drop on the link", err)
+		}
+		if err := user.send(t, []byte("marker"), addrPort(k)); err != nil {
+			t.Fatal(err)
+		}
+		// Datagrams keep their order through the device: the first one
+		// the kernel gets is the marker, so the 3000 bytes never came.
+		if msg, _ := kernelRead(t, k); string(msg) != "marker" {
+			t.Errorf("kernel got %d bytes first, want the marker", len(msg))
+		}
+		c := l.dev.Counters()
+		if c.Drops[tun.DropMTU] != 1 || c.Dropped() != 1 {
+			t.Errorf("device drops = %v, want mtu: 1", c.Drops)
+		}
+		hdr := 0
+		if tap {
+			hdr = 14
+		}
+		frames := l.rec.Frames()
+		capturetest.Expect(t, frames, capture.All(capture.Dropped(tun.DropMTU), capture.Dir(capture.Outbound), capture.FrameLen(hdr+3028), capture.Not(capture.Fragment())), 1)
+	})
+}
+
+// A broadcast from userspace reaches a kernel socket bound to 0.0.0.0 in
+// the namespace, to the limited and to the subnet's broadcast address.
+func TestTunBroadcast(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		l := newTunLab(t, tap, labOptions{})
+		user := l.socket(t, 0)
+		k := l.kernelSocket(t, "0.0.0.0:41235")
+		if err := user.send(t, []byte("no"), netip.MustParseAddrPort("255.255.255.255:41235")); !errors.Is(err, syscall.EACCES) {
+			t.Errorf("Send to 255.255.255.255 without SO_BROADCAST = %v, want EACCES", err)
+		}
+		if err := user.SetBroadcast(true); err != nil {
+			t.Fatal(err)
+		}
+		for _, to := range []string{"255.255.255.255", "10.99.0.255"} {
+			if err := user.send(t, []byte("hello "+to), netip.AddrPortFrom(netip.MustParseAddr(to), 41235)); err != nil {
+				t.Fatalf("Send to %s = %v", to, err)
+			}
+			if msg, from := kernelRead(t, k); string(msg) != "hello "+to || from.Addr() != userIP {
+				t.Errorf("kernel got %q from %v, want %q from %v", msg, from, "hello "+to, userIP)
+			}
+		}
+		out := capture.All(capture.OnWire(), capture.Dir(capture.Outbound), capture.DstPort(41235))
+		if tap {
+			out = capture.All(out, capture.Broadcast())
+		}
+		capturetest.Expect(t, l.rec.Frames(), out, 2)
+	})
+}
+
+// The capture of the device's NIC opens in tshark: raw IP for TUN,
+// Ethernet for TAP, UDP decoded, fragments reassembled.
+func TestTunCaptureTshark(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		tshark, err := exec.LookPath("tshark")
+		if err != nil {
+			t.Skip("tshark is not on PATH (CI installs it)")
+		}
+		l := newTunLab(t, tap, labOptions{pcap: true})
+		user := l.socket(t, 41234)
+		k := l.kernelSocket(t, "10.99.0.1:0")
+		k.WriteToUDPAddrPort([]byte("ping"), netip.AddrPortFrom(userIP, 41234))
+		user.waitMessage(t)
+		if err := user.send(t, make([]byte, 3000), addrPort(k)); err != nil {
+			t.Fatal(err)
+		}
+		kernelRead(t, k)
+		if err := l.pcap.Close(); err != nil {
+			t.Fatal(err)
+		}
+
+		out, err := exec.Command(tshark, "-r", l.pcapPath, "-Y", "udp", "-T", "fields", "-e", "frame.protocols", "-e", "udp.length").CombinedOutput()
+		if err != nil {
+			t.Fatalf("tshark: %v\n%s", err, out)
+		}
+		want := "raw:ip:udp"
+		if tap {
+			want = "eth:ethertype:ip:udp"
+		}
+		var lines []string
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if !strings.HasPrefix(line, "Running as user") {
+				lines = append(lines, line)
+			}
+		}
+		// The ping, and the 3000 bytes reassembled by tshark (3008 UDP).
+		if len(lines) != 2 || !strings.HasPrefix(lines[0], want) || !strings.HasSuffix(lines[0], "\t12") || !strings.HasSuffix(lines[1], "\t3008") {
+			t.Errorf("tshark -Y udp: %q, want two %s datagrams of UDP length 12 and 3008", lines, want)
+		}
+		wantType := layers.LinkTypeRaw
+		if tap {
+			wantType = layers.LinkTypeEthernet
+		}
+		for _, f := range l.rec.Frames() {
+			if f.LinkType != wantType {
+				t.Fatalf("frame recorded with link type %v, want %v", f.LinkType, wantType)
+			}
+		}
+	})
+}
+
+// When the device vanishes under the host, the Device says so and sends
+// through it fail with ENETUNREACH in their callback (the CLI also turns
+// it into an 'error' event: see cmd/dgramlab).
+func TestTunVanish(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		l := newTunLab(t, tap, labOptions{})
+		user := l.socket(t, 0)
+		k := l.kernelSocket(t, "10.99.0.1:0")
+		// A first datagram, so that a TAP host knows the kernel's MAC:
+		// a send waiting for ARP would be reported sent, as on Linux.
+		if err := user.send(t, []byte("early"), addrPort(k)); err != nil {
+			t.Fatal(err)
+		}
+		kernelRead(t, k)
+		l.ns.IP(t, "link", "del", devName)
+		select {
+		case <-l.dev.Done():
+		case <-time.After(tunWait):
+			t.Fatalf("Done() not closed %v after ip link del", tunWait)
+		}
+		if err := l.dev.Err(); !errors.Is(err, tun.ErrGone) {
+			t.Fatalf("Err() = %v, want ErrGone", err)
+		}
+		err := user.send(t, []byte("late"), addrPort(k))
+		if !errors.Is(err, syscall.ENETUNREACH) || !strings.Contains(err.Error(), "send ENETUNREACH "+addrPort(k).String()) {
+			t.Errorf("Send after the device vanished = %v, want send ENETUNREACH", err)
+		}
+		if c := l.dev.Counters(); c.Drops[tun.DropLinkDown] == 0 || c.Errors != 1 {
+			t.Errorf("device counters %+v, want link-down drops and 1 error", c)
+		}
+	})
+}

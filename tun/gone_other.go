@@ -1,0 +1,9 @@
+//go:build !linux
+
+package tun
+
+import "syscall"
+
+// gone reports whether errno says the device is no longer there. Open
+// fails on other systems, so there is never a device to lose.
+func gone(errno syscall.Errno) bool { return errno == syscall.EBADF }
