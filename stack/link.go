@@ -18,12 +18,19 @@ const (
 	DropDetached = "detached"
 	// DropMalformed: the frame is too short to carry a link header.
 	DropMalformed = "malformed"
-	// DropQueueFull: a bounded queue on the link was full.
+	// DropQueueFull: a bounded queue on the link was full (an impairment's
+	// delay line or rate-limit queue, see Impairments.QueueLimit).
 	DropQueueFull = "queue-full"
+	// DropLoss: an impairment lost the frame (Impairments.Loss or
+	// Impairments.BurstLoss).
+	DropLoss = "loss"
+	// DropWriteError: the link an ImpairedLink wraps refused a frame that
+	// the impairments had delayed.
+	DropWriteError = "write-error"
 )
 
 // dropReasons lists every reason in a fixed order, for counters.
-var dropReasons = [...]string{DropMTU, DropLinkDown, DropDetached, DropMalformed, DropQueueFull}
+var dropReasons = [...]string{DropMTU, DropLinkDown, DropDetached, DropMalformed, DropQueueFull, DropLoss, DropWriteError}
 
 func reasonIndex(reason string) int {
 	for i, r := range dropReasons {
@@ -45,6 +52,13 @@ type LinkCounters struct {
 	// the NIC ignored, as a real NIC's address filter does. They are not
 	// losses: the frame's owner got its own copy.
 	Filtered uint64
+	// Corrupted, Duplicated and Reordered count what impairments did to
+	// frames they let through: a corrupted frame is delivered with one bit
+	// flipped (the receiver's checksums then drop it, counted by the
+	// receiving stack, not here); a duplicated frame is delivered twice
+	// (both copies count in Tx/Rx); a reordered frame skipped the delay and
+	// overtook frames sent before it.
+	Corrupted, Duplicated, Reordered uint64
 	// Drops counts dropped frames by reason (DropMTU, ...). Only reasons
 	// with a non-zero count are present.
 	Drops map[string]uint64
@@ -73,6 +87,17 @@ type linkEnd struct {
 	filtered          atomic.Uint64
 	drops             [len(dropReasons)]atomic.Uint64
 
+	corrupted, duplicated, reordered atomic.Uint64
+
+	// impair holds, per direction (dirFromHost, dirToHost), the
+	// impairments in force, or nil when there are none and no delayed frame
+	// is pending: the only cost of the impairment layer on an unimpaired
+	// link is loading it.
+	impair [2]atomic.Pointer[impairDir]
+	// dirs are the per-direction impairment states, made on first use.
+	dirsMu sync.Mutex
+	dirs   [2]*impairDir
+
 	down       atomic.Bool
 	dispatcher atomic.Pointer[dispatcherBox]
 	mtu        atomic.Uint32 // enforced link MTU (IP packet bytes)
@@ -93,7 +118,8 @@ func (l *linkEnd) counters() LinkCounters {
 	c := LinkCounters{
 		TxFrames: l.txFrames.Load(), TxBytes: l.txBytes.Load(),
 		RxFrames: l.rxFrames.Load(), RxBytes: l.rxBytes.Load(),
-		Filtered: l.filtered.Load(),
+		Filtered:  l.filtered.Load(),
+		Corrupted: l.corrupted.Load(), Duplicated: l.duplicated.Load(), Reordered: l.reordered.Load(),
 	}
 	for i := range l.drops {
 		if v := l.drops[i].Load(); v != 0 {

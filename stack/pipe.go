@@ -15,12 +15,17 @@ type PipeOptions struct {
 	Name string
 	// MTU is the largest IP packet the pipe carries. Default DefaultMTU.
 	MTU int
+	// Clock times the ends' impairments (delay, jitter, rate). Default: the
+	// real clock, which is virtual inside a testing/synctest bubble.
+	Clock tcpip.Clock
 }
 
 // NewPipe returns the two ends of a point-to-point IP link (no Ethernet
 // header, no ARP: like a TUN device or a PPP link). Packets are delivered
 // synchronously to the other end; packets larger than the MTU are dropped
-// and counted (DropMTU), whatever MTU the sending NIC has.
+// and counted (DropMTU), whatever MTU the sending NIC has. Each end can
+// impair what goes through it (PipeEnd.SetImpairments); one scheduler
+// delivers the delayed packets of both ends.
 func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
 	if opts.Name == "" {
 		opts.Name = "pipe"
@@ -34,9 +39,11 @@ func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
 	a = &PipeEnd{name: opts.Name + "/a"}
 	b = &PipeEnd{name: opts.Name + "/b"}
 	a.peer, b.peer = b, a
+	sched := newScheduler(opts.Clock)
 	for _, e := range []*PipeEnd{a, b} {
 		e.mtu.Store(uint32(opts.MTU))
 		e.nicMTU.Store(uint32(opts.MTU))
+		e.initImpair(e.name, 0, sched, e.deliverFromHost, e.deliverToHost)
 	}
 	return a, b, nil
 }
@@ -64,6 +71,21 @@ func (e *PipeEnd) Counters() LinkCounters { return e.counters() }
 // DropLinkDown) every packet in both directions.
 func (e *PipeEnd) SetLinkUp(up bool) { e.down.Store(!up) }
 
+// SetImpairments puts im in force for the packets going through this end in
+// dir (FromHost: sent by the attached host; ToHost: delivered to it;
+// BothDirections: each with the same settings). It may be called at any
+// time, from any goroutine, also while traffic flows: packets already
+// delayed keep their schedule. The zero Impairments remove every
+// impairment. A bad setting is an error wrapping ErrInvalidImpairments,
+// and changes nothing.
+func (e *PipeEnd) SetImpairments(dir Direction, im Impairments) error {
+	return e.setImpairments(dir, im)
+}
+
+// Impairments returns the impairments in force in one direction (FromHost
+// or ToHost).
+func (e *PipeEnd) Impairments(dir Direction) Impairments { return e.impairments(dir) }
+
 // SetLinkMTU changes the MTU this end enforces on packets it sends and
 // receives (not the NIC's MTU).
 func (e *PipeEnd) SetLinkMTU(mtu int) { e.mtu.Store(uint32(mtu)) }
@@ -80,11 +102,49 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			e.drop(pkt, true, DropMTU)
 			continue
 		}
+		if d := e.impair[dirFromHost].Load(); d != nil {
+			d.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: pkt.NetworkProtocolNumber})
+			continue
+		}
 		e.txFrames.Add(1)
 		e.txBytes.Add(uint64(size))
 		e.peer.receive(pkt, size)
 	}
 	return pkts.Len(), nil
+}
+
+// deliverFromHost moves a packet this end's FromHost impairments let go to
+// the peer.
+func (e *PipeEnd) deliverFromHost(f *heldFrame) {
+	if e.down.Load() {
+		e.dropHeld(f, true, DropLinkDown)
+		return
+	}
+	e.txFrames.Add(1)
+	e.txBytes.Add(uint64(f.size))
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
+	pkt.NetworkProtocolNumber = f.proto
+	e.peer.receive(pkt, f.size)
+	pkt.DecRef()
+}
+
+// deliverToHost moves a packet this end's ToHost impairments let go to the
+// attached NIC.
+func (e *PipeEnd) deliverToHost(f *heldFrame) {
+	if e.down.Load() {
+		e.dropHeld(f, false, DropLinkDown)
+		return
+	}
+	d := e.getDispatcher()
+	if d == nil {
+		e.dropHeld(f, false, DropDetached)
+		return
+	}
+	e.rxFrames.Add(1)
+	e.rxBytes.Add(uint64(f.size))
+	in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
+	d.DeliverNetworkPacket(f.proto, in)
+	in.DecRef()
 }
 
 func (e *PipeEnd) receive(pkt *stack.PacketBuffer, size int) {
@@ -99,6 +159,10 @@ func (e *PipeEnd) receive(pkt *stack.PacketBuffer, size int) {
 	d := e.getDispatcher()
 	if d == nil {
 		e.drop(pkt, false, DropDetached)
+		return
+	}
+	if imp := e.impair[dirToHost].Load(); imp != nil {
+		imp.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: pkt.NetworkProtocolNumber})
 		return
 	}
 	e.rxFrames.Add(1)
@@ -144,8 +208,12 @@ func (e *PipeEnd) AddHeader(*stack.PacketBuffer) {}
 // ParseHeader implements stack.LinkEndpoint (no link header).
 func (e *PipeEnd) ParseHeader(*stack.PacketBuffer) bool { return true }
 
-// Close implements stack.LinkEndpoint.
-func (e *PipeEnd) Close() { e.runOnClose() }
+// Close implements stack.LinkEndpoint. Packets this end's impairments
+// still hold are dropped as DropDetached.
+func (e *PipeEnd) Close() {
+	e.runOnClose()
+	e.purgeImpairments()
+}
 
 // SetOnCloseAction implements stack.LinkEndpoint.
 func (e *PipeEnd) SetOnCloseAction(fn func()) { e.setOnClose(fn) }

@@ -22,6 +22,11 @@ type SwitchOptions struct {
 	Name string
 	// MTU is the default MTU of new ports. Default DefaultMTU.
 	MTU int
+	// Clock times the ports' impairments (delay, jitter, rate). Default:
+	// the real clock, which is virtual inside a testing/synctest bubble.
+	// Pass a VirtualClock (the one the hosts use) to run a scenario in
+	// virtual time outside a bubble.
+	Clock tcpip.Clock
 }
 
 // A Switch is an in-memory Ethernet segment. It learns which MAC is behind
@@ -33,10 +38,15 @@ type SwitchOptions struct {
 // nothing can overflow. Each port enforces its MTU on the frames that enter
 // and leave the switch through it; a frame too big for a port is dropped
 // and counted (DropMTU), whatever MTU the sending NIC has.
+//
+// Each port can impair the frames that go through it, in each direction
+// (Port.SetImpairments). Frames an impairment delays are delivered by one
+// scheduler shared by the whole switch, in the order they are due.
 type Switch struct {
-	name string
-	mtu  int
-	id   uint16
+	name  string
+	mtu   int
+	id    uint16
+	sched *scheduler
 
 	mu    sync.Mutex // serialises port changes
 	ports atomic.Pointer[[]*Port]
@@ -54,7 +64,7 @@ func NewSwitch(opts SwitchOptions) *Switch {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(opts.Name))
-	sw := &Switch{name: opts.Name, mtu: opts.MTU, id: uint16(h.Sum32())}
+	sw := &Switch{name: opts.Name, mtu: opts.MTU, id: uint16(h.Sum32()), sched: newScheduler(opts.Clock)}
 	sw.ports.Store(&[]*Port{})
 	return sw
 }
@@ -107,6 +117,7 @@ func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
 	p := &Port{sw: sw, num: num, name: fmt.Sprintf("%s/port%d", sw.name, num), mac: mac}
 	p.mtu.Store(uint32(opts.MTU))
 	p.nicMTU.Store(uint32(opts.NICMTU))
+	p.initImpair(p.name, header.EthernetMinimumSize, sw.sched, p.deliverFromHost, p.deliverToHost)
 	next := append(append([]*Port(nil), *sw.ports.Load()...), p)
 	sw.ports.Store(&next)
 	return p, nil
@@ -135,11 +146,11 @@ func (sw *Switch) removePort(p *Port) {
 	})
 }
 
-// forward moves one frame that entered the switch through in.
-func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer) {
+// ingress checks a frame the host attached to in sends, and passes it to
+// in's impairments, if any, or straight into the switch.
+func (sw *Switch) ingress(in *Port, pkt *stack.PacketBuffer) {
 	size := pkt.Size()
-	eth := header.Ethernet(pkt.LinkHeader().Slice())
-	if len(eth) < header.EthernetMinimumSize {
+	if len(pkt.LinkHeader().Slice()) < header.EthernetMinimumSize {
 		in.drop(pkt, true, DropMalformed)
 		return
 	}
@@ -147,6 +158,17 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer) {
 		in.drop(pkt, true, DropMTU)
 		return
 	}
+	if d := in.impair[dirFromHost].Load(); d != nil {
+		d.process(heldFrame{buf: pkt.ToBuffer(), size: size})
+		return
+	}
+	sw.forward(in, pkt, size)
+}
+
+// forward moves one frame of size bytes that entered the switch through
+// in; its link header holds its Ethernet header.
+func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
+	eth := header.Ethernet(pkt.LinkHeader().Slice())
 	in.txFrames.Add(1)
 	in.txBytes.Add(uint64(size))
 
@@ -212,6 +234,21 @@ func (p *Port) Counters() LinkCounters { return p.counters() }
 // DropLinkDown) every frame in both directions.
 func (p *Port) SetLinkUp(up bool) { p.down.Store(!up) }
 
+// SetImpairments puts im in force for the frames going through the port in
+// dir (FromHost: from the attached host into the switch; ToHost: from the
+// switch to the host; BothDirections: each with the same settings). It may
+// be called at any time, from any goroutine, also while traffic flows:
+// frames already delayed keep their schedule. The zero Impairments remove
+// every impairment. A bad setting is an error wrapping
+// ErrInvalidImpairments, and changes nothing.
+func (p *Port) SetImpairments(dir Direction, im Impairments) error {
+	return p.setImpairments(dir, im)
+}
+
+// Impairments returns the impairments in force in one direction (FromHost
+// or ToHost).
+func (p *Port) Impairments(dir Direction) Impairments { return p.impairments(dir) }
+
 // SetPortMTU changes the MTU the port enforces (not the NIC's MTU).
 func (p *Port) SetPortMTU(mtu int) { p.mtu.Store(uint32(mtu)) }
 
@@ -223,6 +260,7 @@ func (p *Port) PortMTU() int { return int(p.mtu.Load()) }
 func (p *Port) Remove() {
 	if p.closed.CompareAndSwap(false, true) {
 		p.sw.removePort(p)
+		p.purgeImpairments()
 	}
 }
 
@@ -245,12 +283,54 @@ func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkPro
 		p.filtered.Add(1)
 		return
 	}
+	if imp := p.impair[dirToHost].Load(); imp != nil {
+		imp.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: proto, typ: typ})
+		return
+	}
 	p.rxFrames.Add(1)
 	p.rxBytes.Add(uint64(size))
 	in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: pkt.ToBuffer()})
 	in.LinkHeader().Consume(header.EthernetMinimumSize)
 	in.PktType = typ
 	d.DeliverNetworkPacket(proto, in)
+	in.DecRef()
+}
+
+// deliverFromHost moves a frame the port's FromHost impairments let go
+// into the switch.
+func (p *Port) deliverFromHost(f *heldFrame) {
+	switch {
+	case p.down.Load():
+		p.dropHeld(f, true, DropLinkDown)
+		return
+	case p.closed.Load():
+		p.dropHeld(f, true, DropDetached)
+		return
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
+	pkt.LinkHeader().Consume(header.EthernetMinimumSize)
+	p.sw.forward(p, pkt, f.size)
+	pkt.DecRef()
+}
+
+// deliverToHost moves a frame the port's ToHost impairments let go to the
+// attached NIC.
+func (p *Port) deliverToHost(f *heldFrame) {
+	if p.down.Load() {
+		p.dropHeld(f, false, DropLinkDown)
+		return
+	}
+	d := p.getDispatcher()
+	if d == nil {
+		p.dropHeld(f, false, DropDetached)
+		return
+	}
+	p.rxFrames.Add(1)
+	p.rxBytes.Add(uint64(f.size))
+	in := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
+	in.LinkHeader().Consume(header.EthernetMinimumSize)
+	in.PktType = f.typ
+	d.DeliverNetworkPacket(f.proto, in)
 	in.DecRef()
 }
 
@@ -263,7 +343,7 @@ func (p *Port) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		case p.closed.Load():
 			p.drop(pkt, true, DropDetached)
 		default:
-			p.sw.forward(p, pkt)
+			p.sw.ingress(p, pkt)
 		}
 	}
 	return pkts.Len(), nil

@@ -36,6 +36,10 @@ func TestTunUsage(t *testing.T) {
 		{[]string{"send", "--tun", "dgl0", "--addr", "10.99.0.3/24", "--to", "10.99.0.1:9", "--count", "0", "hi"}, "--count 0 must be at least 1"},
 		{[]string{"send", "--tun", "dgl0", "--addr", "10.99.0.3/24", "--to", "10.99.0.1:9", "--size", "65508", "hi"}, "--size 65508 is out of range 0..65507"},
 		{[]string{"send", "--tun", "dgl0", "--to", "10.99.0.1:9", "hi"}, "send: --addr ADDRESS/PREFIX is required"},
+		// Impairment flags, shared with the demo.
+		{[]string{"echo", "--tun", "dgl0", "--addr", "10.99.0.2/24", "--loss", "1.5"}, "flag -loss: not a probability between 0 and 1"},
+		{[]string{"echo", "--tun", "dgl0", "--addr", "10.99.0.2/24", "--delay", "-1s"}, "delay"},
+		{[]string{"send", "--tun", "dgl0", "--addr", "10.99.0.3/24", "--to", "10.99.0.1:9", "--rate", "0", "hi"}, "rate"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runCLI(t, c.args...)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/dgramlab/dgramlab/capture"
@@ -25,12 +26,24 @@ type lan struct {
 }
 
 // buildLAN creates the hosts on one switch; each NIC is wrapped in a
-// capture tap named "host/eth0" that records into sink.
-func buildLAN(specs []lanHost, sink capture.Sink, clock func() time.Time) (*lan, error) {
-	l := &lan{sw: stack.NewSwitch(stack.SwitchOptions{Name: "lan"})}
+// capture tap named "host/eth0" that records into sink. With a virtual
+// clock, the hosts and the switch run on it and the taps stamp frames with
+// a captureClock over it; with nil, everything is on the real clock.
+func buildLAN(specs []lanHost, sink capture.Sink, vc *stack.VirtualClock) (*lan, error) {
+	swOpts := stack.SwitchOptions{Name: "lan"}
+	var tapClock func() time.Time
+	if vc != nil {
+		swOpts.Clock = vc
+		tapClock = (&captureClock{vc: vc}).now
+	}
+	l := &lan{sw: stack.NewSwitch(swOpts)}
 	for _, spec := range specs {
 		h := spec
-		host, err := stack.NewHost(stack.HostOptions{Name: h.name})
+		hostOpts := stack.HostOptions{Name: h.name}
+		if vc != nil {
+			hostOpts.Clock = vc
+		}
+		host, err := stack.NewHost(hostOpts)
 		if err != nil {
 			l.close()
 			return nil, err
@@ -42,7 +55,7 @@ func buildLAN(specs []lanHost, sink capture.Sink, clock func() time.Time) (*lan,
 			l.close()
 			return nil, err
 		}
-		tap := capture.NewTap(h.port, capture.TapOptions{Name: h.name + "/eth0", Sink: sink, Clock: clock})
+		tap := capture.NewTap(h.port, capture.TapOptions{Name: h.name + "/eth0", Sink: sink, Clock: tapClock})
 		if _, err := host.AddNIC(tap, stack.NICOptions{Addresses: []netip.Prefix{netip.PrefixFrom(h.addr, 24)}}); err != nil {
 			l.close()
 			return nil, fmt.Errorf("%s: %w", h.name, err)
@@ -72,4 +85,26 @@ func (l *lan) close() {
 			h.host.Close()
 		}
 	}
+}
+
+// captureClock stamps captured frames in a deterministic mode: the virtual
+// time, except that a frame recorded at the same virtual instant as the
+// one before it (or earlier, which a frame recorded late can be) is put
+// 1 µs after it, so that timestamps follow the order of the frames in the
+// file and Wireshark shows them apart.
+type captureClock struct {
+	vc   *stack.VirtualClock
+	mu   sync.Mutex
+	last time.Time
+}
+
+func (c *captureClock) now() time.Time {
+	t := c.vc.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !t.After(c.last) {
+		t = c.last.Add(time.Microsecond)
+	}
+	c.last = t
+	return t
 }

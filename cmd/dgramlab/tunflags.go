@@ -25,9 +25,11 @@ type tunFlags struct {
 	addr   string
 	mtu    int
 	pcap   string
+	impair func() (stack.Impairments, error)
 }
 
 func (f *tunFlags) register(fs *flag.FlagSet, exampleAddr string) {
+	f.impair = addImpairmentFlags(fs)
 	fs.StringVar(&f.dev, "tun", "", "the TUN (or, with --tap, TAP) device to attach to (required)")
 	fs.BoolVar(&f.tap, "tap", false, "the device is a TAP device (Ethernet, ARP with the kernel)")
 	fs.BoolVar(&f.create, "create", false, "create the device (removed on exit) instead of attaching to one made with 'ip tuntap add'")
@@ -41,6 +43,8 @@ type tunConfig struct {
 	opts   tun.Options
 	prefix netip.Prefix
 	pcap   string
+	// impair is applied to the device's traffic in both directions.
+	impair stack.Impairments
 }
 
 // config checks the flags; every mistake is a usage error.
@@ -67,10 +71,15 @@ func (f *tunFlags) config(cmd string) (tunConfig, error) {
 	if f.mtu != 0 && f.mtu < tun.MinMTU {
 		return tunConfig{}, usagef("%s: --mtu %d is below the IPv4 minimum of %d", cmd, f.mtu, tun.MinMTU)
 	}
+	im, err := f.impair()
+	if err != nil {
+		return tunConfig{}, usagef("%s: %v", cmd, err)
+	}
 	c := tunConfig{
 		opts:   tun.Options{Name: f.dev, TAP: f.tap, Create: f.create, MTU: f.mtu},
 		prefix: prefix,
 		pcap:   f.pcap,
+		impair: im,
 	}
 	if err := c.opts.Validate(); err != nil {
 		return tunConfig{}, usagef("%s: %v", cmd, err)
@@ -122,17 +131,27 @@ func openTunHost(cmd, name string, c tunConfig) (*tunHost, error) {
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	var ep gvstack.LinkEndpoint = dev
+	if !c.impair.IsZero() {
+		// Under the tap, so that the capture records what the impairments drop.
+		il := stack.NewImpairedLink(dev, stack.ImpairedLinkOptions{Name: dev.Name()})
+		if err := il.SetImpairments(stack.BothDirections, c.impair); err != nil {
+			th.host.Close()
+			il.Close() // closes dev
+			return nil, usagef("%s: %v", cmd, err)
+		}
+		ep = il
+	}
 	if c.pcap != "" {
 		if th.pcap, err = capture.CreatePcapngFile(c.pcap); err != nil {
 			th.host.Close()
 			dev.Close()
 			return nil, fmt.Errorf("%s: cannot write the capture: %w", cmd, err)
 		}
-		ep = capture.NewTap(dev, capture.TapOptions{Name: name + "/" + dev.Name(), Sink: th.pcap})
+		ep = capture.NewTap(ep, capture.TapOptions{Name: name + "/" + dev.Name(), Sink: th.pcap})
 	}
 	if _, err := th.host.AddNIC(ep, stack.NICOptions{Name: dev.Name(), Addresses: []netip.Prefix{c.prefix}}); err != nil {
 		th.close()
-		dev.Close() // AddNIC failed: the host does not own it
+		ep.Close() // AddNIC failed: the host does not own it (closing the wrappers closes dev)
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
 	th.net = newTunNetwork(th.host, dev)

@@ -1,0 +1,679 @@
+package stack_test
+
+import (
+	"encoding/binary"
+	"errors"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/stack"
+)
+
+// pipeHosts joins two hosts, a (10.0.0.1) and b (10.0.0.2), by a Pipe and
+// opens a conn on 9000 on each. Everything is closed when the test ends.
+type pipeHosts struct {
+	next   int // the number of the next datagram sendSeq sends
+	a, b   *stack.Host
+	ea, eb *stack.PipeEnd
+	ca, cb *stack.UDPConn
+}
+
+func newPipeHosts(t testing.TB, opts stack.PipeOptions) *pipeHosts {
+	t.Helper()
+	ea, eb, err := stack.NewPipe(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pipeHosts{ea: ea, eb: eb}
+	for i, e := range []*stack.PipeEnd{ea, eb} {
+		h, err := stack.NewHost(stack.HostOptions{Name: "p" + string(rune('a'+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24)
+		if _, err := h.AddNIC(e, stack.NICOptions{Addresses: []netip.Prefix{addr}}); err != nil {
+			t.Fatal(err)
+		}
+		c := listen(t, h, "udp4", "0.0.0.0:9000")
+		if i == 0 {
+			p.a, p.ca = h, c
+		} else {
+			p.b, p.cb = h, c
+		}
+	}
+	return p
+}
+
+var toB = netip.MustParseAddrPort("10.0.0.2:9000")
+
+// sendSeq sends n datagrams of size bytes from a to b, numbered on from
+// the last one sent.
+func (p *pipeHosts) sendSeq(t testing.TB, n, size int) {
+	t.Helper()
+	msg := make([]byte, max(size, 4))
+	for range n {
+		i := p.next
+		p.next++
+		binary.BigEndian.PutUint32(msg, uint32(i))
+		if _, err := p.ca.WriteToUDPAddrPort(msg, toB); err != nil {
+			t.Fatalf("WriteTo #%d = %v", i, err)
+		}
+	}
+}
+
+// drainSeq reads what b has without waiting and returns the numbers.
+func drainSeq(c *stack.UDPConn) []int {
+	var got []int
+	buf := make([]byte, 2048)
+	for {
+		n, _, err := c.TryReadFromUDPAddrPort(buf)
+		if err != nil {
+			return got
+		}
+		if n >= 4 {
+			got = append(got, int(binary.BigEndian.Uint32(buf)))
+		}
+	}
+}
+
+func TestImpairmentsValidate(t *testing.T) {
+	cases := []struct {
+		name string
+		im   stack.Impairments
+	}{
+		{"loss>1", stack.Impairments{Loss: 1.5}},
+		{"loss<0", stack.Impairments{Loss: -0.1}},
+		{"loss NaN", stack.Impairments{Loss: math.NaN()}},
+		{"duplicate", stack.Impairments{Duplicate: 2}},
+		{"corrupt", stack.Impairments{Corrupt: -1}},
+		{"reorder", stack.Impairments{Reorder: 1.01, Delay: time.Millisecond}},
+		{"negative delay", stack.Impairments{Delay: -time.Millisecond}},
+		{"negative jitter", stack.Impairments{Jitter: -1}},
+		{"distribution", stack.Impairments{Distribution: 9}},
+		{"negative rate", stack.Impairments{Rate: -1}},
+		{"negative burst", stack.Impairments{Rate: 1000, RateBurst: -1}},
+		{"burst without rate", stack.Impairments{RateBurst: 1500}},
+		{"negative queue", stack.Impairments{QueueLimit: -1}},
+		{"reorder without delay", stack.Impairments{Reorder: 0.5}},
+		{"GE P", stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 2, R: 0.5}}},
+		{"GE R=0", stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 0.1}}},
+	}
+	ea, _, _ := stack.NewPipe(stack.PipeOptions{})
+	for _, c := range cases {
+		if err := c.im.Validate(); !errors.Is(err, stack.ErrInvalidImpairments) {
+			t.Errorf("%s: Validate() = %v, want ErrInvalidImpairments", c.name, err)
+		}
+		if err := ea.SetImpairments(stack.BothDirections, c.im); !errors.Is(err, stack.ErrInvalidImpairments) {
+			t.Errorf("%s: SetImpairments = %v, want ErrInvalidImpairments", c.name, err)
+		} else {
+			t.Logf("%s: %v", c.name, err)
+		}
+		if got := ea.Impairments(stack.FromHost); !got.IsZero() {
+			t.Errorf("%s: a refused setting was put in force: %v", c.name, got)
+		}
+	}
+	for _, d := range []stack.Direction{0, 4, 7} {
+		if err := ea.SetImpairments(d, stack.Impairments{Loss: 0.1}); !errors.Is(err, stack.ErrInvalidImpairments) {
+			t.Errorf("SetImpairments(%v) = %v, want ErrInvalidImpairments", d, err)
+		}
+	}
+	good := stack.Impairments{Loss: 1, Delay: 0, Jitter: time.Millisecond, Reorder: 0.1, Rate: 1, RateBurst: 1, BurstLoss: &stack.GilbertElliott{P: 1, R: 1, LossBad: 1}}
+	if err := good.Validate(); err != nil {
+		t.Errorf("Validate(%+v) = %v", good, err)
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]int64{"1mbit": 1e6, "250kbit": 250e3, "64000": 64000, "1.5Mbit": 1.5e6, "2gbps": 2e9, "100bit": 100} {
+		if got, err := stack.ParseRate(in); err != nil || got != want {
+			t.Errorf("ParseRate(%q) = %d, %v; want %d", in, got, err, want)
+		}
+		if got, _ := stack.ParseRate(stack.FormatRate(want)); got != want {
+			t.Errorf("ParseRate(FormatRate(%d)) = %d", want, got)
+		}
+	}
+	for _, in := range []string{"0", "0mbit", "-1kbit", "fast", "1.5x", "", "NaN"} {
+		if _, err := stack.ParseRate(in); !errors.Is(err, stack.ErrInvalidImpairments) {
+			t.Errorf("ParseRate(%q) = %v, want an error", in, err)
+		}
+	}
+}
+
+// Loss drops a share of the frames; each is counted with its reason, shows
+// in the drop hooks, and the same seed drops the same frames.
+func TestImpairLossIsSeeded(t *testing.T) {
+	run := func(seed int64) (got []int, c stack.LinkCounters, hooked int) {
+		p := newPipeHosts(t, stack.PipeOptions{Name: "lossy"})
+		remove := p.ea.AddDropHook(func(frame []byte, outbound bool, reason string) {
+			if reason != stack.DropLoss || !outbound {
+				t.Errorf("drop hook: reason %q outbound %v", reason, outbound)
+			}
+			hooked++
+		})
+		defer remove()
+		if err := p.ea.SetImpairments(stack.FromHost, stack.Impairments{Loss: 0.3, Seed: seed}); err != nil {
+			t.Fatal(err)
+		}
+		p.sendSeq(t, 500, 32)
+		return drainSeq(p.cb), p.ea.Counters(), hooked
+	}
+	got1, c1, hooked := run(7)
+	got2, _, _ := run(7)
+	got3, _, _ := run(8)
+	lost := c1.Drops[stack.DropLoss]
+	if uint64(len(got1))+lost != 500 || c1.TxFrames != uint64(len(got1)) || hooked != int(lost) {
+		t.Fatalf("received %d, Tx %d, lost %d, hooked %d: want received+lost = 500", len(got1), c1.TxFrames, lost, hooked)
+	}
+	if lost < 100 || lost > 200 {
+		t.Errorf("lost %d of 500 at 30%%", lost)
+	}
+	if !slices.Equal(got1, got2) {
+		t.Errorf("seed 7 twice dropped different frames")
+	}
+	if slices.Equal(got1, got3) {
+		t.Errorf("seeds 7 and 8 dropped the same frames")
+	}
+}
+
+// Stages draw from their own streams: turning on delay and duplication
+// does not change which frames loss picks.
+func TestImpairStreamsAreIndependent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		lostWith := func(im stack.Impairments) []int {
+			p := newPipeHosts(t, stack.PipeOptions{Name: "x"})
+			p.ea.SetImpairments(stack.FromHost, im)
+			p.sendSeq(t, 200, 32)
+			time.Sleep(time.Second)
+			got := drainSeq(p.cb)
+			var lost []int
+			for i := range 200 {
+				if !slices.Contains(got, i) {
+					lost = append(lost, i)
+				}
+			}
+			return lost
+		}
+		a := lostWith(stack.Impairments{Loss: 0.2, Seed: 3})
+		b := lostWith(stack.Impairments{Loss: 0.2, Seed: 3, Delay: 5 * time.Millisecond, Jitter: time.Millisecond, Duplicate: 0.3})
+		if len(a) == 0 || !slices.Equal(a, b) {
+			t.Errorf("lost %v alone, %v with delay and duplication", a, b)
+		}
+	})
+}
+
+// Delay holds every frame exactly Delay in virtual time; jitter varies it
+// but keeps the order.
+func TestImpairDelayAndJitter(t *testing.T) {
+	for _, dist := range []stack.Distribution{stack.Uniform, stack.Normal, stack.Pareto} {
+		t.Run(dist.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newPipeHosts(t, stack.PipeOptions{})
+				if err := p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond}); err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				p.sendSeq(t, 1, 10)
+				recv(t, p.cb)
+				if d := time.Since(start); d != 20*time.Millisecond {
+					t.Fatalf("delivered after %v, want 20ms", d)
+				}
+				p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond, Distribution: dist, Seed: 1})
+				for i := range 100 {
+					p.sendSeq(t, 1, 10+i)
+					time.Sleep(time.Millisecond)
+				}
+				time.Sleep(2 * time.Second)
+				got := drainSeq(p.cb)
+				if len(got) != 100 || !slices.IsSorted(got) {
+					t.Fatalf("got %v, want 100 frames in order", got)
+				}
+			})
+		})
+	}
+}
+
+// Delays spread around Delay with the spread Jitter asks for.
+func TestImpairJitterSpread(t *testing.T) {
+	for _, dist := range []stack.Distribution{stack.Uniform, stack.Normal, stack.Pareto} {
+		t.Run(dist.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newPipeHosts(t, stack.PipeOptions{})
+				p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 100 * time.Millisecond, Jitter: 10 * time.Millisecond, Distribution: dist, Seed: 5})
+				var delays []float64
+				for range 400 {
+					start := time.Now()
+					p.sendSeq(t, 1, 10)
+					recv(t, p.cb)
+					delays = append(delays, float64(time.Since(start))/float64(time.Millisecond))
+					time.Sleep(time.Second) // an empty queue: no FIFO clamp
+				}
+				var sum, sq float64
+				for _, d := range delays {
+					sum += d
+				}
+				mean := sum / float64(len(delays))
+				for _, d := range delays {
+					sq += (d - mean) * (d - mean)
+				}
+				sd := math.Sqrt(sq / float64(len(delays)))
+				wantSD := 10.0
+				if dist == stack.Uniform {
+					wantSD = 10 / math.Sqrt(3)
+				}
+				if math.Abs(mean-100) > 2 || math.Abs(sd-wantSD) > wantSD/4 {
+					t.Errorf("%v: mean %.2fms sd %.2fms, want 100ms and %.2fms", dist, mean, sd, wantSD)
+				}
+			})
+		})
+	}
+}
+
+// Reordering lets frames overtake; duplication delivers copies; both are
+// counted.
+func TestImpairReorderAndDuplicate(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeHosts(t, stack.PipeOptions{})
+		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 10 * time.Millisecond, Reorder: 0.25, Duplicate: 0.1, Seed: 2})
+		for range 200 {
+			p.sendSeq(t, 1, 10)
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		got := drainSeq(p.cb)
+		c := p.ea.Counters()
+		if c.Reordered == 0 || c.Duplicated == 0 || uint64(len(got)) != 200+c.Duplicated || c.TxFrames != uint64(len(got)) {
+			t.Fatalf("got %d frames, counters %+v", len(got), c)
+		}
+		if slices.IsSorted(got) {
+			t.Errorf("no frame overtook another with Reorder 0.25")
+		}
+	})
+}
+
+// A corrupted frame is delivered with a flipped bit and the receiver's
+// checksums drop it.
+func TestImpairCorrupt(t *testing.T) {
+	p := newPipeHosts(t, stack.PipeOptions{})
+	p.eb.SetImpairments(stack.ToHost, stack.Impairments{Corrupt: 1, Seed: 4})
+	p.sendSeq(t, 50, 100)
+	if got := drainSeq(p.cb); len(got) != 0 {
+		t.Errorf("received %d corrupted datagrams", len(got))
+	}
+	c := p.eb.Counters()
+	st := p.b.Stack().Stats()
+	caught := st.IP.MalformedPacketsReceived.Value() + st.UDP.ChecksumErrors.Value() + st.UDP.MalformedPacketsReceived.Value()
+	if c.Corrupted != 50 || c.RxFrames != 50 || caught != 50 {
+		t.Errorf("Corrupted %d, Rx %d, caught by the receiver %d; want 50 each", c.Corrupted, c.RxFrames, caught)
+	}
+}
+
+// The token bucket paces frames at Rate; frames beyond QueueLimit are
+// dropped as queue-full.
+func TestImpairRateAndQueue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeHosts(t, stack.PipeOptions{})
+		// 80 kbit/s is 10 kB/s: a 1000-byte IP packet every 100ms.
+		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Rate: 80_000, QueueLimit: 5})
+		start := time.Now()
+		p.sendSeq(t, 8, 1000-28)
+		for i := range 5 {
+			recv(t, p.cb)
+			if d, want := time.Since(start), time.Duration(i+1)*100*time.Millisecond; d != want {
+				t.Errorf("frame %d left after %v, want %v", i, d, want)
+			}
+		}
+		if c := p.ea.Counters(); c.Drops[stack.DropQueueFull] != 3 || c.TxFrames != 5 {
+			t.Errorf("counters %+v, want 5 sent and 3 queue-full", c)
+		}
+		// A burst lets frames go at once after an idle time.
+		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Rate: 80_000, RateBurst: 3000})
+		time.Sleep(time.Second)
+		start = time.Now()
+		p.sendSeq(t, 4, 1000-28)
+		for range 3 {
+			recv(t, p.cb)
+		}
+		if d := time.Since(start); d != 0 {
+			t.Errorf("burst: three frames took %v", d)
+		}
+		recv(t, p.cb)
+		if d := time.Since(start); d != 100*time.Millisecond {
+			t.Errorf("burst: the fourth frame took %v, want 100ms", d)
+		}
+	})
+}
+
+// Gilbert-Elliott loses frames in runs.
+func TestImpairBurstLoss(t *testing.T) {
+	p := newPipeHosts(t, stack.PipeOptions{})
+	p.ea.SetImpairments(stack.FromHost, stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 0.02, R: 0.2}, Seed: 9})
+	p.sendSeq(t, 2000, 10)
+	got := drainSeq(p.cb)
+	lost := 2000 - len(got)
+	if c := p.ea.Counters(); c.Drops[stack.DropLoss] != uint64(lost) || lost == 0 {
+		t.Fatalf("lost %d, counted %v", lost, c.Drops)
+	}
+	// Mean burst 1/R = 5 frames: count runs of lost frames.
+	runs, prev := 0, -1
+	for _, n := range got {
+		if n != prev+1 {
+			runs++
+		}
+		prev = n
+	}
+	if mean := float64(lost) / float64(runs); mean < 3 || mean > 8 {
+		t.Errorf("%d frames lost in %d runs (mean %.1f, want about 5)", lost, runs, mean)
+	}
+}
+
+// A link going down drops what it holds (link-down); closing drops it as
+// detached; nothing is left pending and no goroutine leaks.
+func TestImpairHeldFramesOnDownAndClose(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeHosts(t, stack.PipeOptions{})
+		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 50 * time.Millisecond})
+		p.sendSeq(t, 3, 10)
+		time.Sleep(10 * time.Millisecond)
+		p.ea.SetLinkUp(false)
+		time.Sleep(100 * time.Millisecond)
+		p.ea.SetLinkUp(true)
+		if c := p.ea.Counters(); c.Drops[stack.DropLinkDown] != 3 || c.TxFrames != 0 {
+			t.Errorf("after down: %+v", c)
+		}
+		p.sendSeq(t, 4, 10)
+		p.a.Close()
+		if c := p.ea.Counters(); c.Drops[stack.DropDetached] != 4 {
+			t.Errorf("after close: %+v", c)
+		}
+	})
+}
+
+// Impairments change while traffic flows: race-clean, and every frame is
+// accounted for (delivered or dropped with a reason).
+func TestImpairChangeWhileRunning(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeHosts(t, stack.PipeOptions{})
+		const n = 600
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				p.sendSeq(t, 1, 10)
+				if i%3 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			settings := []stack.Impairments{
+				{Loss: 0.2, Delay: 5 * time.Millisecond, Jitter: 2 * time.Millisecond},
+				{},
+				{Duplicate: 0.2, Rate: 1_000_000, QueueLimit: 3},
+				{Reorder: 0.5, Delay: time.Millisecond, Corrupt: 0.1},
+				{Loss: 0.5},
+			}
+			for i := range 100 {
+				if err := p.ea.SetImpairments(stack.BothDirections, settings[i%len(settings)]); err != nil {
+					t.Error(err)
+				}
+				p.eb.SetImpairments(stack.ToHost, settings[(i+1)%len(settings)])
+				time.Sleep(time.Millisecond)
+			}
+			p.ea.SetImpairments(stack.BothDirections, stack.Impairments{})
+			p.eb.SetImpairments(stack.ToHost, stack.Impairments{})
+		}()
+		wg.Wait()
+		time.Sleep(time.Second)
+		a, b := p.ea.Counters(), p.eb.Counters()
+		if a.TxFrames+a.Dropped() != n+a.Duplicated {
+			t.Errorf("end a: %d sent + %d dropped != %d + %d duplicated", a.TxFrames, a.Dropped(), n, a.Duplicated)
+		}
+		if b.RxFrames+b.Dropped() != a.TxFrames+b.Duplicated {
+			t.Errorf("end b: %d received + %d dropped != %d sent by a + %d duplicated", b.RxFrames, b.Dropped(), a.TxFrames, b.Duplicated)
+		}
+	})
+}
+
+// Impairments on a Switch port: per port, per direction.
+func TestImpairSwitchPorts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, hosts, ports := lan(t, 1500, 1500, 1500)
+		srv := listen(t, hosts[1], "udp4", "0.0.0.0:9000")
+		srv2 := listen(t, hosts[2], "udp4", "0.0.0.0:9000")
+		cli := listen(t, hosts[0], "udp4", "0.0.0.0:0")
+		cli.SetBroadcast(true)
+		ports[1].SetImpairments(stack.ToHost, stack.Impairments{Delay: 30 * time.Millisecond})
+		ports[2].SetImpairments(stack.ToHost, stack.Impairments{Delay: 10 * time.Millisecond})
+		start := time.Now()
+		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("255.255.255.255:9000"))
+		recv(t, srv2)
+		if d := time.Since(start); d != 10*time.Millisecond {
+			t.Errorf("h2 got the broadcast after %v", d)
+		}
+		recv(t, srv)
+		if d := time.Since(start); d != 30*time.Millisecond {
+			t.Errorf("h1 got the broadcast after %v", d)
+		}
+		if got := ports[1].Impairments(stack.ToHost).Delay; got != 30*time.Millisecond {
+			t.Errorf("Impairments = %v", got)
+		}
+		if got := ports[1].Impairments(stack.FromHost); !got.IsZero() {
+			t.Errorf("FromHost = %v, want none", got)
+		}
+		// A port removed with frames held drops them as detached. (gVisor
+		// sends ARP requests, and the packets waiting for them, from
+		// zero-delay timers: synctest.Wait lets them run.)
+		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("10.0.0.2:9000"))
+		recv(t, srv)
+		ports[1].SetImpairments(stack.ToHost, stack.Impairments{Delay: time.Second})
+		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("10.0.0.2:9000"))
+		synctest.Wait()
+		ports[1].Remove()
+		if c := ports[1].Counters(); c.Drops[stack.DropDetached] != 1 {
+			t.Errorf("removed port: %+v", c)
+		}
+	})
+}
+
+// An ImpairedLink impairs any endpoint.
+func TestImpairedLink(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		ea, eb, _ := stack.NewPipe(stack.PipeOptions{})
+		wrapped := stack.NewImpairedLink(ea, stack.ImpairedLinkOptions{Name: "tun0"})
+		var hosts []*stack.Host
+		for i, ep := range []gvstack.LinkEndpoint{wrapped, eb} {
+			h, _ := stack.NewHost(stack.HostOptions{Name: "w" + string(rune('a'+i))})
+			defer h.Close()
+			addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24)
+			if _, err := h.AddNIC(ep, stack.NICOptions{Addresses: []netip.Prefix{addr}}); err != nil {
+				t.Fatal(err)
+			}
+			hosts = append(hosts, h)
+		}
+		ca := listen(t, hosts[0], "udp4", "0.0.0.0:9000")
+		cb := listen(t, hosts[1], "udp4", "0.0.0.0:9000")
+		var reasons []string
+		wrapped.AddDropHook(func(_ []byte, _ bool, reason string) { reasons = append(reasons, reason) })
+		if err := wrapped.SetImpairments(stack.BothDirections, stack.Impairments{Delay: 15 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		ca.WriteToUDPAddrPort([]byte("ping"), toB)
+		_, from := recv(t, cb)
+		cb.WriteToUDPAddrPort([]byte("pong"), from)
+		recv(t, ca)
+		if d := time.Since(start); d != 30*time.Millisecond {
+			t.Errorf("round trip %v, want 30ms", d)
+		}
+		wrapped.SetImpairments(stack.FromHost, stack.Impairments{Loss: 1})
+		ca.WriteToUDPAddrPort([]byte("lost"), toB)
+		ea.SetLinkMTU(100)
+		wrapped.SetImpairments(stack.FromHost, stack.Impairments{})
+		ca.WriteToUDPAddrPort(make([]byte, 200), toB)
+		if !slices.Equal(reasons, []string{stack.DropLoss, stack.DropMTU}) || wrapped.Counters().Drops[stack.DropLoss] != 1 {
+			t.Errorf("drops reported %v, counted %v", reasons, wrapped.Counters().Drops)
+		}
+	})
+}
+
+// Impairments with a VirtualClock: nothing moves until the clock does.
+func TestImpairVirtualClock(t *testing.T) {
+	vc := stack.NewVirtualClock(time.Time{})
+	p := newPipeHosts(t, stack.PipeOptions{Clock: vc})
+	p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Seed: 1})
+	p.sendSeq(t, 10, 10)
+	if got := drainSeq(p.cb); len(got) != 0 {
+		t.Fatalf("delivered %v before the clock moved", got)
+	}
+	next, ok := vc.Next()
+	if !ok || next.Before(stack.VirtualEpoch.Add(15*time.Millisecond)) {
+		t.Fatalf("Next() = %v, %v", next, ok)
+	}
+	vc.Advance(14 * time.Millisecond)
+	if got := drainSeq(p.cb); len(got) != 0 {
+		t.Fatalf("delivered %v before 15ms", got)
+	}
+	vc.Advance(time.Second)
+	if got := drainSeq(p.cb); len(got) != 10 {
+		t.Fatalf("delivered %v after 1s", got)
+	}
+	if _, ok := vc.Next(); ok {
+		t.Errorf("a timer is still pending")
+	}
+}
+
+func TestVirtualClockTimers(t *testing.T) {
+	vc := stack.NewVirtualClock(time.Time{})
+	var got []string
+	add := func(name string, d time.Duration) interface {
+		Stop() bool
+		Reset(time.Duration)
+	} {
+		return vc.AfterFunc(d, func() { got = append(got, name+"@"+vc.Elapsed().String()) })
+	}
+	add("b", 2*time.Second)
+	add("a", time.Second)
+	add("a2", time.Second)
+	c := add("c", 3*time.Second)
+	d := add("d", 4*time.Second)
+	vc.AfterFunc(1500*time.Millisecond, func() { add("nested", 0) })
+	if !c.Stop() || c.Stop() {
+		t.Error("Stop")
+	}
+	d.Reset(500 * time.Millisecond)
+	vc.Advance(10 * time.Second)
+	want := []string{"d@500ms", "a@1s", "a2@1s", "nested@1.5s", "b@2s"}
+	if !slices.Equal(got, want) {
+		t.Errorf("fired %v, want %v", got, want)
+	}
+	if vc.Elapsed() != 10*time.Second || !vc.Now().Equal(stack.VirtualEpoch.Add(10*time.Second)) {
+		t.Errorf("Now %v", vc.Now())
+	}
+	vc.AdvanceTo(stack.VirtualEpoch) // the past: nothing
+	if vc.Elapsed() != 10*time.Second {
+		t.Errorf("AdvanceTo the past moved the clock to %v", vc.Elapsed())
+	}
+}
+
+func TestImpairmentsString(t *testing.T) {
+	im := stack.Impairments{Loss: 0.05, Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Rate: 1e6, Seed: 7}
+	if got, want := im.String(), "loss 5%, delay 20ms ±5ms (uniform), rate 1mbit, seed 7"; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
+	if got := (stack.Impairments{Seed: 3}).String(); got != "none" {
+		t.Errorf("zero: %q", got)
+	}
+}
+
+// RunDue runs zero-delay timers (gVisor's ARP requests) at once, so hosts
+// on a VirtualClock resolve addresses without anyone advancing it.
+func TestVirtualClockRunDue(t *testing.T) {
+	vc := stack.NewVirtualClock(time.Time{})
+	stop := vc.RunDue()
+	defer stop()
+	sw := stack.NewSwitch(stack.SwitchOptions{Clock: vc})
+	var conns []*stack.UDPConn
+	for i := range 2 {
+		h, err := stack.NewHost(stack.HostOptions{Name: "v" + string(rune('a'+i)), Clock: vc})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		p, _ := sw.NewPort(stack.PortOptions{})
+		addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24)
+		if _, err := h.AddNIC(p, stack.NICOptions{Addresses: []netip.Prefix{addr}}); err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, listen(t, h, "udp4", "0.0.0.0:9000"))
+	}
+	conns[0].WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.2:9000"))
+	recv(t, conns[1])
+	if vc.Elapsed() != 0 {
+		t.Errorf("the clock moved by itself: %v", vc.Elapsed())
+	}
+	stop()
+	stop() // twice is fine
+}
+
+// An ImpairedLink around an Ethernet link (a Switch port) keeps link
+// headers right: ARP and UDP work through it, delayed.
+func TestImpairedLinkEthernet(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sw := stack.NewSwitch(stack.SwitchOptions{})
+		var conns []*stack.UDPConn
+		var wrapped *stack.ImpairedLink
+		for i := range 2 {
+			h, _ := stack.NewHost(stack.HostOptions{Name: "e" + string(rune('a'+i))})
+			defer h.Close()
+			p, _ := sw.NewPort(stack.PortOptions{})
+			var ep gvstack.LinkEndpoint = p
+			if i == 0 {
+				wrapped = stack.NewImpairedLink(p, stack.ImpairedLinkOptions{Name: "eth"})
+				wrapped.SetImpairments(stack.BothDirections, stack.Impairments{Delay: 10 * time.Millisecond, Seed: 1})
+				ep = wrapped
+			}
+			addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24)
+			if _, err := h.AddNIC(ep, stack.NICOptions{Addresses: []netip.Prefix{addr}}); err != nil {
+				t.Fatal(err)
+			}
+			conns = append(conns, listen(t, h, "udp4", "0.0.0.0:9000"))
+		}
+		for range 20 {
+			conns[0].WriteToUDPAddrPort([]byte("x"), toB)
+			time.Sleep(100 * time.Millisecond)
+		}
+		drainN := func(c *stack.UDPConn) int {
+			n := 0
+			buf := make([]byte, 100)
+			for {
+				if _, _, err := c.TryReadFromUDPAddrPort(buf); err != nil {
+					return n
+				}
+				n++
+			}
+		}
+		if got := drainN(conns[1]); got != 20 {
+			t.Errorf("got %d of 20 through the delay", got)
+		}
+		// Corruption flips bits past the Ethernet header only: every frame
+		// reaches the host, whose checksums drop it.
+		wrapped.SetImpairments(stack.ToHost, stack.Impairments{Corrupt: 1, Seed: 1})
+		for range 5 {
+			conns[1].WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.1:9000"))
+			time.Sleep(10 * time.Millisecond)
+		}
+		if got, c := drainN(conns[0]), wrapped.Counters(); got != 0 || c.Corrupted != 5 {
+			t.Errorf("got %d corrupted datagrams; counters %+v", got, c)
+		}
+	})
+}
