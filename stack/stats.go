@@ -11,7 +11,9 @@ type HostStats struct {
 
 // UDPStats are a host's UDP counters.
 type UDPStats struct {
-	// Received counts datagrams handed to a conn's receive buffer.
+	// Received counts datagrams the UDP layer matched to a conn, including
+	// those it then dropped because the conn's receive buffer was full
+	// (BufferFull): the conns got Received - BufferFull of them.
 	Received uint64
 	// Sent counts datagrams sent; SendErrors those that failed in the
 	// stack after the conn accepted them (no route, link resolution...).
