@@ -199,7 +199,25 @@ func (l *Loop) Run(ctx context.Context) error {
 	}()
 
 	cancelled := false
+	cancel := func() {
+		cancelled = true
+		l.mu.Lock()
+		socks := l.openSocketsLocked()
+		l.mu.Unlock()
+		for _, s := range socks {
+			s.forceClose()
+		}
+	}
 	for {
+		// Notice a cancellation also while there is always work to do (a
+		// socket flooded with datagrams, a send chain).
+		if !cancelled {
+			select {
+			case <-ctx.Done():
+				cancel()
+			default:
+			}
+		}
 		l.mu.Lock()
 		if err := l.fatal; err != nil {
 			l.fatal = nil
@@ -262,13 +280,7 @@ func (l *Loop) Run(ctx context.Context) error {
 		select {
 		case <-l.wake:
 		case <-done:
-			cancelled = true
-			l.mu.Lock()
-			socks := l.openSocketsLocked()
-			l.mu.Unlock()
-			for _, s := range socks {
-				s.forceClose()
-			}
+			cancel()
 		}
 	}
 }
