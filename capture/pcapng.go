@@ -39,6 +39,9 @@ type PcapngWriter struct {
 	ifaces map[linkKey]int
 	err    error
 	closed bool
+	// discarded counts frames not written: recorded after Close, or from
+	// the first write error on.
+	discarded int
 }
 
 type linkKey struct {
@@ -94,11 +97,13 @@ func (w *PcapngWriter) Record(f Frame) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.closed || w.err != nil {
+		w.discarded++
 		return
 	}
 	id, err := w.iface(f.Link, f.LinkType)
 	if err != nil {
 		w.err = err
+		w.discarded++
 		return
 	}
 	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: epbDirection(f.Dir)}}
@@ -113,7 +118,17 @@ func (w *PcapngWriter) Record(f Frame) {
 	}
 	if err := w.ng.WritePacketWithOptions(ci, f.Data, opts); err != nil {
 		w.err = err
+		w.discarded++
 	}
+}
+
+// Discarded returns how many recorded frames were not written: those
+// recorded after Close (close the taps, or remove their NICs, first) and
+// those from the first write error on (see Err).
+func (w *PcapngWriter) Discarded() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.discarded
 }
 
 // Flush writes buffered frames to the underlying writer.

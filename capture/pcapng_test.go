@@ -187,6 +187,26 @@ func TestPcapngWriterKeepsFirstError(t *testing.T) {
 	}
 }
 
+// Frames recorded after Close are counted, not lost without a word.
+func TestPcapngWriterCountsDiscarded(t *testing.T) {
+	w := NewPcapngWriter(io.Discard)
+	frames := scenario(t)
+	for _, f := range frames {
+		w.Record(f)
+	}
+	if got := w.Discarded(); got != 0 {
+		t.Fatalf("Discarded() = %d before Close, want 0", got)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	w.Record(frames[0])
+	w.Record(frames[1])
+	if got := w.Discarded(); got != 2 {
+		t.Errorf("Discarded() = %d after two frames recorded past Close, want 2", got)
+	}
+}
+
 func TestCreatePcapngFile(t *testing.T) {
 	path := t.TempDir() + "/x.pcapng"
 	w, err := CreatePcapngFile(path)
