@@ -61,6 +61,8 @@ type Host struct {
 	mcast4  bool // a 224.0.0.0/4 route exists
 	mcast6  bool // an ff00::/8 route exists
 
+	clock *closeClock // the stack's clock; Close waits for its callbacks
+
 	// sourceFiltered counts datagrams dropped by source-specific
 	// multicast filters (see multicast.go).
 	sourceFiltered atomic.Uint64
@@ -82,6 +84,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 	}
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], uint64(seed))
+	clock := newCloseClock(opts.Clock)
 	s := stack.New(stack.Options{
 		NetworkProtocols: []stack.NetworkProtocolFactory{
 			ipv4.NewProtocol,
@@ -89,13 +92,14 @@ func NewHost(opts HostOptions) (*Host, error) {
 			arp.NewProtocol,
 		},
 		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
-		Clock:              opts.Clock,
+		Clock:              clock,
 		RandSource:         rand.NewSource(seed),
 		SecureRNG:          randv2.NewChaCha8(key),
 	})
 	h := &Host{
 		name:    opts.Name,
 		s:       s,
+		clock:   clock,
 		nextNIC: loopbackNIC + 1,
 		hosts:   make(map[string][]netip.Addr),
 		conns:   make(map[*UDPConn]struct{}),
@@ -401,6 +405,7 @@ func (h *Host) Close() error {
 		c.Close()
 	}
 	h.s.Destroy()
+	h.clock.close()
 	return nil
 }
 
