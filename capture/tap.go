@@ -48,6 +48,7 @@ type TapOptions struct {
 type Tap struct {
 	nested.Endpoint
 
+	inner    stack.LinkEndpoint
 	name     string
 	linkType layers.LinkType
 	sink     Sink
@@ -73,6 +74,7 @@ var (
 // removes it.
 func NewTap(inner stack.LinkEndpoint, opts TapOptions) *Tap {
 	t := &Tap{
+		inner:    inner,
 		name:     opts.Name,
 		linkType: layers.LinkTypeRaw,
 		sink:     opts.Sink,
@@ -103,6 +105,10 @@ func NewTap(inner stack.LinkEndpoint, opts TapOptions) *Tap {
 	}
 	return t
 }
+
+// Unwrap returns the link the tap wraps. (A stack.Host looks through it
+// for a link that can stop by itself, such as a TUN device.)
+func (t *Tap) Unwrap() stack.LinkEndpoint { return t.inner }
 
 // Name returns the link name the tap puts in its frames.
 func (t *Tap) Name() string { return t.name }

@@ -77,14 +77,17 @@ func (s *Socket) tryRead(nc NotifyConn) (int, netip.AddrPort, error) {
 	return n, from, err
 }
 
-// handleRead delivers what drain read.
+// handleRead delivers what drain read. A conn closed under the socket
+// (its host was closed, or its device vanished: an error matching
+// net.ErrClosed, and ENETDOWN in that case, while the socket is open) is a
+// broken endpoint like any other: 'error' "recvmsg ENETDOWN" (EBADF when
+// the error has no errno), and no more reading.
 func (s *Socket) handleRead(n int, from netip.AddrPort, err error) {
 	switch {
 	case err == nil:
 		msg := make([]byte, n)
 		copy(msg, s.rbuf[:n])
 		s.emitMessage(msg, from)
-	case errors.Is(err, net.ErrClosed):
 	case transientErrno(errnoOf(err)):
 		s.deliverAsyncError()
 	default:
@@ -137,13 +140,13 @@ func (s *Socket) readLoop(conn Conn, stop, done chan struct{}) {
 			}
 		}
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
 			select {
 			case <-stop:
 				return
 			default:
+			}
+			if errors.Is(err, net.ErrClosed) && s.isClosed() {
+				return // the socket closed its conn
 			}
 			errno := errnoOf(err)
 			if transientErrno(errno) {
@@ -164,6 +167,13 @@ func (s *Socket) readLoop(conn Conn, stop, done chan struct{}) {
 		}
 		s.loop.postMessage(s, msg, from)
 	}
+}
+
+// isClosed reports whether the socket was closed.
+func (s *Socket) isClosed() bool {
+	s.loop.mu.Lock()
+	defer s.loop.mu.Unlock()
+	return s.closed
 }
 
 // transientErrno reports whether a read error is a socket error an ICMP

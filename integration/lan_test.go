@@ -145,9 +145,10 @@ func TestWireAssertions(t *testing.T) {
 	}
 }
 
-// Calls on a closed host fail cleanly: a dgram bind is an 'error' event, a
-// send's callback gets EBADF, a stack conn reports net.ErrClosed; nothing
-// panics or hangs.
+// Calls on a closed host fail cleanly: a send's callback gets ENETDOWN
+// (the host failed its socket's conn), a new socket's bind is an 'error'
+// event (EBADF), a stack conn reports net.ErrClosed; nothing panics or
+// hangs.
 func TestClosedHost(t *testing.T) {
 	l := newTestLAN(t, 1500)
 	h := l.hosts[0]
@@ -165,7 +166,7 @@ func TestClosedHost(t *testing.T) {
 		})
 	})
 	runLoop(t, loop)
-	want := []string{"send: send EBADF 10.0.0.1:9", "bind: bind EBADF 0.0.0.0"}
+	want := []string{"send: send ENETDOWN 10.0.0.1:9", "bind: bind EBADF 0.0.0.0"}
 	if len(events) != 2 || events[0] != want[0] || events[1] != want[1] {
 		t.Fatalf("events %q, want %q", events, want)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/capture/capturetest"
+	"github.com/dgramlab/dgramlab/dgram"
 	"github.com/dgramlab/dgramlab/tun"
 	"github.com/gopacket/gopacket/layers"
 )
@@ -196,16 +197,16 @@ func TestTunCaptureTshark(t *testing.T) {
 	})
 }
 
-// When the device vanishes under the host, the Device says so and sends
-// through it fail with ENETUNREACH in their callback (the CLI also turns
-// it into an 'error' event: see cmd/dgramlab).
+// When the device vanishes under the host, the Device says so and the
+// host fails the sockets that used it: each gets an 'error' event
+// ("recvmsg ENETDOWN"), its sends fail with ENETDOWN in their callback,
+// and closing it still emits 'close'. A socket opened afterwards finds no
+// route: its sends fail with ENETUNREACH.
 func TestTunVanish(t *testing.T) {
 	tunModes(t, func(t *testing.T, tap bool) {
 		l := newTunLab(t, tap, labOptions{})
 		user := l.socket(t, 0)
 		k := l.kernelSocket(t, "10.99.0.1:0")
-		// A first datagram, so that a TAP host knows the kernel's MAC:
-		// a send waiting for ARP would be reported sent, as on Linux.
 		if err := user.send(t, []byte("early"), addrPort(k)); err != nil {
 			t.Fatal(err)
 		}
@@ -219,12 +220,36 @@ func TestTunVanish(t *testing.T) {
 		if err := l.dev.Err(); !errors.Is(err, tun.ErrGone) {
 			t.Fatalf("Err() = %v, want ErrGone", err)
 		}
-		err := user.send(t, []byte("late"), addrPort(k))
-		if !errors.Is(err, syscall.ENETUNREACH) || !strings.Contains(err.Error(), "send ENETUNREACH "+addrPort(k).String()) {
-			t.Errorf("Send after the device vanished = %v, want send ENETUNREACH", err)
+		select {
+		case err := <-user.errs:
+			var de *dgram.Error
+			if !errors.As(err, &de) || de.Code != "ENETDOWN" || de.Message != "recvmsg ENETDOWN" {
+				t.Errorf("'error' = %#v, want recvmsg ENETDOWN", err)
+			}
+		case <-time.After(tunWait):
+			t.Fatalf("no 'error' event %v after the device vanished", tunWait)
 		}
-		if c := l.dev.Counters(); c.Drops[tun.DropLinkDown] == 0 || c.Errors != 1 {
-			t.Errorf("device counters %+v, want link-down drops and 1 error", c)
+		err := user.send(t, []byte("late"), addrPort(k))
+		if !errors.Is(err, syscall.ENETDOWN) || !strings.Contains(err.Error(), "send ENETDOWN "+addrPort(k).String()) {
+			t.Errorf("Send after the device vanished = %v, want send ENETDOWN", err)
+		}
+		closed := make(chan struct{})
+		user.OnClose(func() { close(closed) })
+		if err := user.Close(nil); err != nil {
+			t.Fatalf("Close = %v", err)
+		}
+		select {
+		case <-closed:
+		case <-time.After(tunWait):
+			t.Fatal("no 'close' event")
+		}
+
+		fresh := l.socket(t, 0)
+		if err := fresh.send(t, []byte("later"), addrPort(k)); !errors.Is(err, syscall.ENETUNREACH) {
+			t.Errorf("Send from a socket opened after the device vanished = %v, want ENETUNREACH", err)
+		}
+		if c := l.dev.Counters(); c.Errors != 1 {
+			t.Errorf("device counters %+v, want 1 error", c)
 		}
 	})
 }

@@ -108,6 +108,18 @@ func closedError(op string, laddr net.Addr) error {
 	return &net.OpError{Op: op, Net: "udp", Source: laddr, Err: net.ErrClosed}
 }
 
+// netDownError is why a conn was closed under its user: the network it
+// was on went away (its host was closed, or the device of the NIC it used
+// vanished). Errors built on it match both net.ErrClosed (the conn is
+// closed: read loops that stop on net.ErrClosed stop) and syscall.ENETDOWN
+// (why: errors.As finds the errno, which the dgram package reports as
+// ENETDOWN).
+type netDownError struct{ why string }
+
+func (e *netDownError) Error() string { return "network is down: " + e.why }
+
+func (e *netDownError) Unwrap() []error { return []error{syscall.ENETDOWN, net.ErrClosed} }
+
 // errnoError wraps a plain errno (for checks done by dgramlab itself rather
 // than by gVisor) like opError does.
 func errnoError(op string, laddr, raddr net.Addr, errno syscall.Errno) error {

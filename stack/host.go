@@ -10,6 +10,7 @@ import (
 	randv2 "math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +64,9 @@ type Host struct {
 
 	clock *closeClock // the stack's clock; Close waits for its callbacks
 
+	closing  chan struct{}  // closed when Close starts
+	watchers sync.WaitGroup // the goroutines of watchLink
+
 	// sourceFiltered counts datagrams dropped by source-specific
 	// multicast filters (see multicast.go).
 	sourceFiltered atomic.Uint64
@@ -100,6 +104,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 		name:    opts.Name,
 		s:       s,
 		clock:   clock,
+		closing: make(chan struct{}),
 		nextNIC: loopbackNIC + 1,
 		hosts:   make(map[string][]netip.Addr),
 		conns:   make(map[*UDPConn]struct{}),
@@ -202,8 +207,77 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	h.mu.Lock()
 	h.nics = append(h.nics, n)
 	h.addMulticastRoutesLocked(n, opts.Addresses)
+	if l := stoppingLink(ep); l != nil && !h.closed {
+		h.watchers.Add(1)
+		go h.watchLink(n, l)
+	}
 	h.mu.Unlock()
 	return n, nil
+}
+
+// A StoppingLink is a link endpoint that can stop by itself, as a TUN/TAP
+// device does when it is deleted under the host (tun.Device is one). AddNIC
+// also finds one under links that wrap it and have an Unwrap method
+// returning the link they wrap (capture.Tap, ImpairedLink).
+// Done is closed when the link stops, by itself or because it was closed;
+// Err is nil after a plain close and says why otherwise.
+//
+// When the link of a NIC stops by itself, the host disables the NIC (its
+// routes no longer lead anywhere: sends through it fail with
+// ENETUNREACH) and fails the conns that used it: those bound to one of
+// its addresses and those bound to a wildcard address (0.0.0.0 or ::).
+// Their calls then fail with an error matching both net.ErrClosed and
+// syscall.ENETDOWN, which a dgram socket reports as an 'error' event
+// ("recvmsg ENETDOWN"). Conns bound to another NIC's address, or to
+// loopback, keep working.
+type StoppingLink interface {
+	Done() <-chan struct{}
+	Err() error
+}
+
+// stoppingLink finds a StoppingLink in ep or under it, through wrappers
+// with an Unwrap method (capture.Tap, ImpairedLink).
+func stoppingLink(ep stack.LinkEndpoint) StoppingLink {
+	for ep != nil {
+		if l, ok := ep.(StoppingLink); ok {
+			return l
+		}
+		u, ok := ep.(interface{ Unwrap() stack.LinkEndpoint })
+		if !ok {
+			return nil
+		}
+		ep = u.Unwrap()
+	}
+	return nil
+}
+
+// watchLink waits for a NIC's link to stop, or for the host to close.
+func (h *Host) watchLink(n *NIC, l StoppingLink) {
+	defer h.watchers.Done()
+	select {
+	case <-l.Done():
+	case <-h.closing:
+		return
+	}
+	err := l.Err()
+	if err == nil {
+		return // closed, not stopped by itself
+	}
+	addrs := n.Addresses()
+	h.s.DisableNIC(n.id)
+	why := &netDownError{why: fmt.Sprintf("%s: %v", n, err)}
+	h.mu.Lock()
+	var failed []*UDPConn
+	for c := range h.conns {
+		a := c.LocalAddrPort().Addr().Unmap()
+		if !a.IsValid() || a.IsUnspecified() || slices.ContainsFunc(addrs, func(p netip.Prefix) bool { return p.Addr() == a }) {
+			failed = append(failed, c)
+		}
+	}
+	h.mu.Unlock()
+	for _, c := range failed {
+		c.fail(why)
+	}
 }
 
 // addMulticastRoutesLocked gives the first NICs the multicast routes.
@@ -385,8 +459,8 @@ func (h *Host) LookupNetIP(ctx context.Context, network, host string) ([]netip.A
 	return out, nil
 }
 
-// Close closes every conn of the host (their blocked calls return
-// net.ErrClosed), removes its NICs (their links are closed: a Switch port
+// Close closes every conn of the host (their calls fail with an error
+// matching both net.ErrClosed and syscall.ENETDOWN), removes its NICs (their links are closed: a Switch port
 // leaves its switch) and stops the stack. It leaves no goroutine behind.
 // Calling Close again does nothing.
 func (h *Host) Close() error {
@@ -396,15 +470,18 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
+	close(h.closing)
 	conns := make([]*UDPConn, 0, len(h.conns))
 	for c := range h.conns {
 		conns = append(conns, c)
 	}
 	h.mu.Unlock()
+	why := &netDownError{why: "host " + h.name + " closed"}
 	for _, c := range conns {
-		c.Close()
+		c.fail(why)
 	}
 	h.s.Destroy()
+	h.watchers.Wait()
 	h.clock.close()
 	return nil
 }

@@ -62,6 +62,9 @@ func NewImpairedLink(inner stack.LinkEndpoint, opts ImpairedLinkOptions) *Impair
 	return l
 }
 
+// Unwrap returns the link it wraps.
+func (l *ImpairedLink) Unwrap() stack.LinkEndpoint { return l.inner }
+
 // Name returns the link's name.
 func (l *ImpairedLink) Name() string { return l.name }
 

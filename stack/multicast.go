@@ -154,7 +154,7 @@ func (c *UDPConn) LeaveSourceSpecificGroup(group, source, iface netip.Addr) erro
 // groupKey resolves the interface of a membership, with Linux's errors.
 func (c *UDPConn) groupKey(group, iface netip.Addr) (groupKey, error) {
 	if c.isClosed() {
-		return groupKey{}, closedError("set", c.LocalAddr())
+		return groupKey{}, c.closedErr("set")
 	}
 	group = group.WithZone("")
 	switch {

@@ -43,6 +43,12 @@ type UDPConn struct {
 	wq     waiter.Queue
 	closed chan struct{}
 	once   sync.Once
+	// down is set when the conn was closed because its network went away
+	// (see fail); its errors then say so.
+	down atomic.Pointer[netDownError]
+	// userClosed is set by the user's first Close of a conn the network
+	// closed.
+	userClosed atomic.Bool
 
 	// epMu guards the endpoint, which Disconnect may replace (see
 	// udp_connect.go). Every call on ep holds it for reading; waits do
@@ -352,7 +358,7 @@ func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		select {
 		case <-c.rch:
 		case <-c.closed:
-			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+			return 0, netip.AddrPort{}, c.closedErr("read")
 		case <-c.rdeadline.wait():
 			return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
 		}
@@ -389,7 +395,7 @@ func (c *UDPConn) TryReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) 
 func (c *UDPConn) WaitReadable() error {
 	for {
 		if c.isClosed() {
-			return closedError("read", c.LocalAddr())
+			return c.closedErr("read")
 		}
 		if c.readable() {
 			return nil
@@ -418,7 +424,7 @@ func (c *UDPConn) readable() bool {
 func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
 	for {
 		if c.isClosed() {
-			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+			return 0, netip.AddrPort{}, c.closedErr("read")
 		}
 		if ok, n, from, err := c.readCarried(b); ok {
 			return n, from, err
@@ -437,7 +443,7 @@ func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
 		case *tcpip.ErrWouldBlock:
 			return 0, netip.AddrPort{}, errWouldBlock
 		case *tcpip.ErrClosedForReceive:
-			return 0, netip.AddrPort{}, closedError("read", c.LocalAddr())
+			return 0, netip.AddrPort{}, c.closedErr("read")
 		default:
 			return 0, netip.AddrPort{}, opError("read", c.LocalAddr(), nil, tcpipErr)
 		}
@@ -489,7 +495,7 @@ func (c *UDPConn) Write(b []byte) (int, error) {
 
 func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (int, error) {
 	if c.isClosed() {
-		return 0, closedError("write", c.LocalAddr())
+		return 0, c.closedErr("write")
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
@@ -523,12 +529,12 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 			select {
 			case <-c.wch:
 			case <-c.closed:
-				return 0, closedError("write", c.LocalAddr())
+				return 0, c.closedErr("write")
 			case <-c.wdeadline.wait():
 				return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
 			}
 		case *tcpip.ErrClosedForSend:
-			return 0, closedError("write", c.LocalAddr())
+			return 0, c.closedErr("write")
 		default:
 			return 0, opError("write", c.LocalAddr(), raddr(), tcpipErr)
 		}
@@ -566,10 +572,43 @@ func (c *UDPConn) isClosed() bool {
 // Close closes the conn; blocked reads and writes return net.ErrClosed.
 // Closing twice returns an error wrapping net.ErrClosed. The conn's
 // multicast memberships end with it.
+//
+// The host closes a conn by itself when the network under it goes away:
+// when the host is closed, or when the device of the NIC the conn uses
+// vanishes (see Host.AddNIC). The conn's calls then fail with an error
+// that matches both net.ErrClosed and syscall.ENETDOWN; Close still
+// returns nil the first time the user calls it.
 func (c *UDPConn) Close() error {
+	if c.close(nil) {
+		return nil
+	}
+	if c.down.Load() != nil && c.userClosed.CompareAndSwap(false, true) {
+		return nil // the network closed it; this is the user's first Close
+	}
+	return closedError("close", nil)
+}
+
+// fail closes the conn because the network under it went away.
+func (c *UDPConn) fail(why *netDownError) { c.close(why) }
+
+// closedErr is the error of op on the closed conn.
+func (c *UDPConn) closedErr(op string) error {
+	if why := c.down.Load(); why != nil {
+		return &net.OpError{Op: op, Net: "udp", Source: c.LocalAddr(), Err: why}
+	}
+	return closedError(op, c.LocalAddr())
+}
+
+// close closes the conn, for why when the network failed it, and reports
+// whether this call closed it. It wakes the functions registered with
+// NotifyReadable, so that a reader that waits for them sees the end.
+func (c *UDPConn) close(why *netDownError) bool {
 	first := false
 	c.once.Do(func() {
 		first = true
+		if why != nil {
+			c.down.Store(why)
+		}
 		close(c.closed)
 		c.wq.EventUnregister(&c.rentry)
 		c.wq.EventUnregister(&c.wentry)
@@ -580,10 +619,7 @@ func (c *UDPConn) Close() error {
 		c.wdeadline.stop()
 		c.host.untrack(c)
 	})
-	if !first {
-		return closedError("close", nil)
-	}
-	return nil
+	return first
 }
 
 // String describes the conn for logs.

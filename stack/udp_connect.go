@@ -26,7 +26,7 @@ type carriedDatagram struct {
 // bound to a new ephemeral port first.
 func (c *UDPConn) Connect(addr netip.AddrPort) error {
 	if c.isClosed() {
-		return closedError("connect", c.LocalAddr())
+		return c.closedErr("connect")
 	}
 	raddr := net.UDPAddrFromAddrPort(addr)
 	if !addr.Addr().IsValid() {
@@ -64,7 +64,7 @@ func (c *UDPConn) Connect(addr netip.AddrPort) error {
 // is not connected does nothing.
 func (c *UDPConn) Disconnect() error {
 	if c.isClosed() {
-		return closedError("connect", c.LocalAddr())
+		return c.closedErr("connect")
 	}
 	c.epMu.Lock()
 	defer c.epMu.Unlock()

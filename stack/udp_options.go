@@ -24,7 +24,7 @@ const (
 // address fails with EACCES.
 func (c *UDPConn) SetBroadcast(on bool) error {
 	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
+		return c.closedErr("set")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
@@ -56,7 +56,7 @@ func (c *UDPConn) SetMulticastTTL(ttl int) error {
 
 func (c *UDPConn) setInt(opt tcpip.SockOptInt, v int) error {
 	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
+		return c.closedErr("set")
 	}
 	c.epMu.RLock()
 	tcpipErr := c.ep.SetSockOptInt(opt, v)
@@ -71,7 +71,7 @@ func (c *UDPConn) setInt(opt tcpip.SockOptInt, v int) error {
 // are also delivered to the sending host's own members of the group.
 func (c *UDPConn) SetMulticastLoopback(on bool) error {
 	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
+		return c.closedErr("set")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
@@ -89,7 +89,7 @@ func (c *UDPConn) SetMulticastLoopback(on bool) error {
 // EADDRNOTAVAIL.
 func (c *UDPConn) SetMulticastInterface(iface netip.Addr) error {
 	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
+		return c.closedErr("set")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
@@ -128,7 +128,7 @@ func (c *UDPConn) SetReadBuffer(bytes int) error {
 		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
 	}
 	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
+		return c.closedErr("set")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
@@ -143,7 +143,7 @@ func (c *UDPConn) SetWriteBuffer(bytes int) error {
 		return errnoError("set", c.LocalAddr(), nil, syscall.EINVAL)
 	}
 	if c.isClosed() {
-		return closedError("set", c.LocalAddr())
+		return c.closedErr("set")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
@@ -158,7 +158,7 @@ func linuxBuffer(bytes, floor int) int {
 // ReadBufferSize returns the receive buffer size (as getsockopt SO_RCVBUF).
 func (c *UDPConn) ReadBufferSize() (int, error) {
 	if c.isClosed() {
-		return 0, closedError("get", c.LocalAddr())
+		return 0, c.closedErr("get")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
@@ -168,7 +168,7 @@ func (c *UDPConn) ReadBufferSize() (int, error) {
 // WriteBufferSize returns the send buffer size (as getsockopt SO_SNDBUF).
 func (c *UDPConn) WriteBufferSize() (int, error) {
 	if c.isClosed() {
-		return 0, closedError("get", c.LocalAddr())
+		return 0, c.closedErr("get")
 	}
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()

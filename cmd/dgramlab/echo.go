@@ -42,7 +42,7 @@ func runEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	th.describe(stdout, cfg)
 
-	loop := dgram.NewLoop(th.net)
+	loop := dgram.NewLoop(th.host)
 	server, err := loop.CreateSocket(cfg.socketType(), nil)
 	if err != nil {
 		th.close()

@@ -66,7 +66,7 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	th.describe(stdout, cfg)
-	loop := dgram.NewLoop(th.net)
+	loop := dgram.NewLoop(th.host)
 	sock, err := loop.CreateSocket(cfg.socketType(), nil)
 	if err != nil {
 		th.close()

@@ -95,12 +95,12 @@ func (c tunConfig) socketType() string {
 	return dgram.UDP4
 }
 
-// tunHost is a userspace host attached to a device, and the dgram network
-// its sockets use.
+// tunHost is a userspace host attached to a device. The host is the dgram
+// network its sockets use: when the device vanishes, the host fails them
+// (see stack.StoppingLink) and each gets an 'error' event, recvmsg ENETDOWN.
 type tunHost struct {
 	host *stack.Host
 	dev  *tun.Device
-	net  *tunNetwork
 	pcap *capture.PcapngWriter
 }
 
@@ -154,16 +154,12 @@ func openTunHost(cmd, name string, c tunConfig) (*tunHost, error) {
 		ep.Close() // AddNIC failed: the host does not own it (closing the wrappers closes dev)
 		return nil, fmt.Errorf("%s: %w", cmd, err)
 	}
-	th.net = newTunNetwork(th.host, dev)
 	return th, nil
 }
 
 // close closes the host, which closes the device, and the capture.
 func (th *tunHost) close() error {
 	th.host.Close()
-	if th.net != nil {
-		th.net.wait()
-	}
 	if th.pcap != nil {
 		return th.pcap.Close()
 	}

@@ -1,0 +1,100 @@
+package stack_test
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dgramlab/dgramlab/stack"
+)
+
+// Closing a host fails its conns: a blocked read returns an error that
+// matches net.ErrClosed and ENETDOWN, so do later calls, and the user's
+// first Close still returns nil.
+func TestHostCloseFailsConns(t *testing.T) {
+	_, hosts, _ := lan(t, 1500)
+	c := listen(t, hosts[0], "udp4", "0.0.0.0:7")
+	readErr := make(chan error, 1)
+	go func() {
+		_, _, err := c.ReadFromUDPAddrPort(make([]byte, 10))
+		readErr <- err
+	}()
+	hosts[0].Close()
+	var err error
+	select {
+	case err = <-readErr:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a blocked read did not return after Host.Close")
+	}
+	if !errors.Is(err, net.ErrClosed) || !errors.Is(err, syscall.ENETDOWN) {
+		t.Errorf("read after Host.Close = %v, want an error matching net.ErrClosed and ENETDOWN", err)
+	}
+	var errno syscall.Errno
+	if !errors.As(err, &errno) || errno != syscall.ENETDOWN {
+		t.Errorf("errors.As(%v, errno) = %v, want ENETDOWN", err, errno)
+	}
+	if _, err := c.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.9:7")); !errors.Is(err, syscall.ENETDOWN) {
+		t.Errorf("write after Host.Close = %v, want ENETDOWN", err)
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("first Close after Host.Close = %v, want nil", err)
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close = %v, want net.ErrClosed", err)
+	}
+}
+
+// A link that stops by itself, like a TUN device deleted under the host.
+type stoppingPort struct {
+	*stack.Port
+	done chan struct{}
+	err  error
+}
+
+func (p *stoppingPort) Done() <-chan struct{} { return p.done }
+func (p *stoppingPort) Err() error            { return p.err }
+
+// When a NIC's link stops by itself, the conns bound to its addresses or
+// to a wildcard fail with ENETDOWN; a conn bound to loopback keeps
+// working, and new sends through the NIC find no route.
+func TestStoppedLinkFailsItsConns(t *testing.T) {
+	sw := stack.NewSwitch(stack.SwitchOptions{Name: "sw"})
+	h, err := stack.NewHost(stack.HostOptions{Name: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	port, err := sw.NewPort(stack.PortOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := &stoppingPort{Port: port, done: make(chan struct{}), err: errors.New("device vanished")}
+	if _, err := h.AddNIC(link, stack.NICOptions{Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/24")}}); err != nil {
+		t.Fatal(err)
+	}
+	wild := listen(t, h, "udp4", "0.0.0.0:7")
+	bound := listen(t, h, "udp4", "10.0.0.1:8")
+	lo := listen(t, h, "udp4", "127.0.0.1:9")
+
+	close(link.done)
+	for _, c := range []*stack.UDPConn{wild, bound} {
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _, err := c.ReadFromUDPAddrPort(make([]byte, 10))
+		if !errors.Is(err, syscall.ENETDOWN) || !errors.Is(err, net.ErrClosed) {
+			t.Errorf("%v: read after the link stopped = %v, want ENETDOWN", c, err)
+		}
+	}
+	if _, err := lo.WriteToUDPAddrPort([]byte("still here"), netip.MustParseAddrPort("127.0.0.1:9")); err != nil {
+		t.Fatalf("loopback write = %v", err)
+	}
+	if got, _ := recv(t, lo); string(got) != "still here" {
+		t.Errorf("loopback conn got %q", got)
+	}
+	fresh := listen(t, h, "udp4", "0.0.0.0:0")
+	if _, err := fresh.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.2:7")); !errors.Is(err, syscall.ENETUNREACH) {
+		t.Errorf("write through the stopped NIC = %v, want ENETUNREACH", err)
+	}
+}
