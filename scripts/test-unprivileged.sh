@@ -16,7 +16,8 @@
 #     proxy/             root's module download cache, copied (readable)
 #     home/              the user's, 0700: HOME, go/ (GOPATH, GOMODCACHE),
 #                        .cache/go-build (GOCACHE), tmp/ (TMPDIR)
-#     src/               a copy of the tree, only if the user cannot read it
+#     src.XXXXXX/        a copy of the tree, only if the user cannot read
+#                        it (removed afterwards)
 #
 # Root's own caches are never shared: /root is not readable by others. The
 # modules are downloaded as root first (no network when root's module cache
@@ -53,7 +54,7 @@ asuser() {
 
 dir=${UNPRIV_DIR:-/var/tmp/dgramlab-unprivileged}
 case $dir in /*) ;; *) die "UNPRIV_DIR must be absolute: $dir" ;; esac
-# Root writes in $dir (proxy/, src/): it must be root's and nobody else's
+# Root writes in $dir (proxy/, src.*/): it must be root's and nobody else's
 # to write, not a link someone left there.
 if [ -e "$dir" ] || [ -L "$dir" ]; then
 	[ -d "$dir" ] && [ ! -L "$dir" ] && [ "$(stat -c %u "$dir")" = 0 ] &&
@@ -86,14 +87,16 @@ asuser mkdir -p "$home/tmp" "$home/.config"
 unreadable=$(asuser find "$src" -path "$src/.git" -prune -o ! -readable -print -quit 2>&1) ||
 	unreadable=${unreadable:-"$src (find failed)"}
 if [ -n "$unreadable" ]; then
-	say "$user cannot read $unreadable: testing a copy of $src in $dir/src"
-	rm -rf "$dir/src"
-	install -d -o root -g root -m 0755 "$dir/src"
-	tar -C "$src" --exclude=./.git -cf - . | tar -C "$dir/src" --no-same-owner -xf -
-	chmod -R a+rX,go-w "$dir/src"
-	src=$dir/src
+	copy=$(mktemp -d "$dir/src.XXXXXX")
+	trap 'rm -rf "$copy"' EXIT
+	say "$user cannot read all of $src (${unreadable%%$'\n'*}): testing a copy in $copy"
+	tar -C "$src" --exclude=./.git -cf - . | tar -C "$copy" --no-same-owner -xf -
+	chmod -R a+rX,go-w "$copy"
+	chmod 0755 "$copy"
+	src=$copy
 fi
 
 say "make test as $user (uid $uid, gid $gid, no capabilities) in $src, caches in $home"
 cd "$src"
 asuser "$makebin" --no-print-directory test GO="$gobin"
+say "passed as $user"
