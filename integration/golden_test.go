@@ -62,9 +62,11 @@ func TestGoldenImpairedCapture(t *testing.T) {
 		t.Fatalf("%v (run with -update to create it)", err)
 	}
 	if !bytes.Equal(got, want) {
-		path := filepath.Join(os.TempDir(), fmt.Sprintf("dgramlab-impaired-%d.pcapng", os.Getpid()))
-		os.WriteFile(path, got, 0o644)
-		t.Fatalf("the capture differs from %s (%d bytes, want %d); this run's is %s. If what goes on the wire changed on purpose, rerun with -update.",
+		path := filepath.Join(t.ArtifactDir(), "impaired.pcapng")
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Logf("cannot keep this run's capture: %v", err)
+		}
+		t.Fatalf("the capture differs from %s (%d bytes, want %d); this run's is %s (kept with go test -artifacts). If what goes on the wire changed on purpose, rerun with -update.",
 			goldenPcap, len(got), len(want), path)
 	}
 }

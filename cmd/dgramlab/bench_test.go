@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -47,9 +48,16 @@ func TestBenchTable(t *testing.T) {
 	if nodeErr != nil {
 		t.Log("node is not installed: the node path is skipped")
 	}
+	// The node path writes its script to a temporary directory: keep it
+	// under the test's, and check it is removed.
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
 	code, stdout, stderr := runCLI(t, args...)
 	if code != 0 {
 		t.Fatalf("dgramlab %q: exit %d\n%s\n%s", args, code, stdout, stderr)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("bench left %d temporary file(s) behind, first %s", len(left), left[0].Name())
 	}
 	paths := []string{"dgram/switch", "stack.UDPConn/switch", "stack.UDPConn/pipe", "dgram/kernel", "kernel net.UDPConn"}
 	if nodeErr == nil {

@@ -90,9 +90,7 @@ func TestDemo(t *testing.T) {
 // TestDemoNoPcap: --pcap ” writes nothing.
 func TestDemoNoPcap(t *testing.T) {
 	dir := t.TempDir()
-	wd, _ := os.Getwd()
-	os.Chdir(dir)
-	defer os.Chdir(wd)
+	t.Chdir(dir) // where the default capture file would go
 	code, stdout, stderr := runCLI(t, "demo", "--pcap", "")
 	if code != 0 || strings.Contains(stdout, "capture written") {
 		t.Fatalf("exit %d\n%s%s", code, stdout, stderr)
