@@ -70,6 +70,8 @@ type Host struct {
 	// sourceFiltered counts datagrams dropped by source-specific
 	// multicast filters (see multicast.go).
 	sourceFiltered atomic.Uint64
+	// closedUnread counts datagrams conns held unread when closed.
+	closedUnread atomic.Uint64
 }
 
 // loopbackNIC is the ID of every host's loopback NIC.

@@ -98,3 +98,25 @@ func TestStoppedLinkFailsItsConns(t *testing.T) {
 		t.Errorf("write through the stopped NIC = %v, want ENETUNREACH", err)
 	}
 }
+
+// Datagrams a conn holds unread when it is closed are counted, not lost
+// silently.
+func TestCloseCountsUnread(t *testing.T) {
+	_, hosts, _ := lan(t, 1500, 1500)
+	rx := listen(t, hosts[1], "udp4", "10.0.0.2:7")
+	tx := listen(t, hosts[0], "udp4", "10.0.0.1:0")
+	send := func() {
+		if _, err := tx.WriteToUDPAddrPort([]byte("unread"), netip.MustParseAddrPort("10.0.0.2:7")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send()
+	recv(t, rx) // ARP has resolved: the next ones arrive within WriteTo
+	for range 3 {
+		send()
+	}
+	rx.Close()
+	if st := hosts[1].Stats().UDP; st.ClosedUnread != 3 || st.Received != 4 {
+		t.Errorf("stats %+v, want 4 received and 3 closed unread", st)
+	}
+}

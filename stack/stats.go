@@ -31,6 +31,10 @@ type UDPStats struct {
 	// SourceFiltered counts datagrams a conn's reads dropped because its
 	// source-specific multicast memberships exclude their source.
 	SourceFiltered uint64
+	// ClosedUnread counts datagrams conns had received but not read yet
+	// when they were closed (by their user, or by the host): delivered to
+	// a conn, never to its reader.
+	ClosedUnread uint64
 }
 
 // ICMPStats are a host's ICMP counters, by IP version.
@@ -70,6 +74,7 @@ func (h *Host) Stats() HostStats {
 			Checksum:       st.UDP.ChecksumErrors.Value(),
 			Malformed:      st.UDP.MalformedPacketsReceived.Value(),
 			SourceFiltered: h.sourceFiltered.Load(),
+			ClosedUnread:   h.closedUnread.Load(),
 		},
 		ICMP: ICMPStats{
 			V4: ICMPCounters{

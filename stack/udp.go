@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -613,6 +614,7 @@ func (c *UDPConn) close(why *netDownError) bool {
 		c.wq.EventUnregister(&c.rentry)
 		c.wq.EventUnregister(&c.wentry)
 		c.epMu.Lock()
+		c.host.closedUnread.Add(c.discardUnreadLocked())
 		c.ep.Close()
 		c.epMu.Unlock()
 		c.rdeadline.stop()
@@ -620,6 +622,27 @@ func (c *UDPConn) close(why *netDownError) bool {
 		c.host.untrack(c)
 	})
 	return first
+}
+
+// discardUnreadLocked empties the conn's receive queue (and what a
+// replaced endpoint left) and returns how many datagrams it held, so that
+// closing a conn loses none uncounted. c.epMu is held.
+func (c *UDPConn) discardUnreadLocked() uint64 {
+	c.carryMu.Lock()
+	n := uint64(len(c.carried))
+	c.carried = nil
+	c.carryMu.Unlock()
+	for {
+		_, tcpipErr := c.ep.Read(io.Discard, tcpip.ReadOptions{})
+		switch tcpipErr.(type) {
+		case nil:
+			n++
+		case *tcpip.ErrWouldBlock, *tcpip.ErrClosedForReceive:
+			return n
+		default:
+			// A pending socket error (ECONNREFUSED...): taken, go on.
+		}
+	}
 }
 
 // String describes the conn for logs.
