@@ -27,10 +27,14 @@ const (
 	// DropWriteError: the link an ImpairedLink wraps refused a frame that
 	// the impairments had delayed.
 	DropWriteError = "write-error"
+	// DropNoDestination: a Switch had no port to send the frame out of (it
+	// came in through the only port left, or was addressed to a MAC no
+	// port has, flooded to no other port). Counted at the ingress port.
+	DropNoDestination = "no-destination"
 )
 
 // dropReasons lists every reason in a fixed order, for counters.
-var dropReasons = [...]string{DropMTU, DropLinkDown, DropDetached, DropMalformed, DropQueueFull, DropLoss, DropWriteError}
+var dropReasons = [...]string{DropMTU, DropLinkDown, DropDetached, DropMalformed, DropQueueFull, DropLoss, DropWriteError, DropNoDestination}
 
 func reasonIndex(reason string) int {
 	for i, r := range dropReasons {

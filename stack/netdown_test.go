@@ -120,3 +120,25 @@ func TestCloseCountsUnread(t *testing.T) {
 		t.Errorf("stats %+v, want 4 received and 3 closed unread", st)
 	}
 }
+
+// A frame a Switch can send out of no port is counted at its ingress port.
+func TestSwitchNoDestination(t *testing.T) {
+	_, hosts, ports := lan(t, 1500, 1500)
+	ports[1].Remove()
+	dropped := make(chan string, 10)
+	ports[0].AddDropHook(func(_ []byte, outbound bool, reason string) {
+		if outbound {
+			dropped <- reason
+		}
+	})
+	tx := listen(t, hosts[0], "udp4", "10.0.0.1:0")
+	if _, err := tx.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.2:7")); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-dropped; r != stack.DropNoDestination { // the ARP request
+		t.Errorf("drop reason %q, want %q", r, stack.DropNoDestination)
+	}
+	if n := ports[0].Counters().Drops[stack.DropNoDestination]; n == 0 {
+		t.Errorf("no no-destination drop counted")
+	}
+}

@@ -196,15 +196,20 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	case header.IsMulticastEthernetAddress(dst):
 		typ = tcpip.PacketMulticast
 	}
+	flooded := false
 	for _, out := range *sw.ports.Load() {
 		if out == in {
 			continue
 		}
+		flooded = true
 		if typ == tcpip.PacketOtherHost && out.mac == dst {
 			out.receive(pkt, size, proto, tcpip.PacketHost)
 			continue
 		}
 		out.receive(pkt, size, proto, typ)
+	}
+	if !flooded {
+		in.drop(pkt, true, DropNoDestination)
 	}
 }
 
