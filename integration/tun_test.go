@@ -253,3 +253,88 @@ func TestTunVanish(t *testing.T) {
 		}
 	})
 }
+
+// The device vanishing while a socket streams datagrams to the kernel:
+// the send chain stops on the first send that fails (ENETUNREACH when the
+// device refused it, ENETDOWN once the host has failed the socket), the
+// socket gets 'error' ("recvmsg ENETDOWN") once, and 'close' when closed;
+// nothing hangs, and nothing is left behind.
+func TestTunVanishUnderTraffic(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		faultChecks(t)
+		l := newTunLab(t, tap, labOptions{})
+		user := l.socket(t, 0)
+		k := l.kernelSocket(t, "10.99.0.1:0")
+		to := addrPort(k)
+
+		hundred := make(chan struct{})
+		readerDone := make(chan int, 1)
+		go func() {
+			n := 0
+			buf := make([]byte, 2000)
+			for {
+				if _, _, err := k.ReadFromUDPAddrPort(buf); err != nil {
+					readerDone <- n
+					return
+				}
+				if n++; n == 100 {
+					close(hundred)
+				}
+			}
+		}()
+		chainErr := make(chan error, 1)
+		var send func()
+		send = func() {
+			user.Send(make([]byte, 1000), int(to.Port()), to.Addr().String(), func(_ int, err error) {
+				if err != nil {
+					chainErr <- err
+					return
+				}
+				send()
+			})
+		}
+		l.loop.Post(send)
+		select {
+		case <-hundred:
+		case <-time.After(tunWait):
+			t.Fatalf("the kernel did not get 100 datagrams in %v", tunWait)
+		}
+		l.ns.IP(t, "link", "del", devName)
+		select {
+		case err := <-chainErr:
+			down := errors.Is(err, syscall.ENETDOWN) && strings.Contains(err.Error(), "send ENETDOWN "+to.String())
+			unreach := errors.Is(err, syscall.ENETUNREACH) && strings.Contains(err.Error(), "send ENETUNREACH "+to.String())
+			if !down && !unreach {
+				t.Errorf("the send chain stopped with %v, want send ENETUNREACH or ENETDOWN", err)
+			}
+		case <-time.After(tunWait):
+			t.Fatalf("the send chain still runs %v after the device vanished", tunWait)
+		}
+		select {
+		case err := <-user.errs:
+			var de *dgram.Error
+			if !errors.As(err, &de) || de.Message != "recvmsg ENETDOWN" {
+				t.Errorf("'error' = %v, want recvmsg ENETDOWN", err)
+			}
+		case <-time.After(tunWait):
+			t.Fatalf("no 'error' event %v after the device vanished", tunWait)
+		}
+		closed := make(chan struct{})
+		user.OnClose(func() { close(closed) })
+		user.Close(nil)
+		select {
+		case <-closed:
+		case <-time.After(tunWait):
+			t.Fatal("no 'close' event")
+		}
+		select {
+		case err := <-user.errs:
+			t.Errorf("a second 'error': %v", err)
+		default:
+		}
+		k.Close()
+		if n := <-readerDone; n < 100 {
+			t.Errorf("kernel read %d datagrams", n)
+		}
+	})
+}

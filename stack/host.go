@@ -266,7 +266,6 @@ func (h *Host) watchLink(n *NIC, l StoppingLink) {
 		return // closed, not stopped by itself
 	}
 	addrs := n.Addresses()
-	h.s.DisableNIC(n.id)
 	why := &netDownError{why: fmt.Sprintf("%s: %v", n, err)}
 	h.mu.Lock()
 	var failed []*UDPConn
@@ -280,6 +279,9 @@ func (h *Host) watchLink(n *NIC, l StoppingLink) {
 	for _, c := range failed {
 		c.fail(why)
 	}
+	// Then the NIC: disabled first, a failed conn's send could find no
+	// route (ENETUNREACH) before it is failed.
+	h.s.DisableNIC(n.id)
 }
 
 // addMulticastRoutesLocked gives the first NICs the multicast routes.
