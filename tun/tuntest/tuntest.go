@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -39,14 +40,59 @@ func Missing() string {
 	if runtime.GOOS != "linux" {
 		return "not Linux"
 	}
-	if os.Geteuid() != 0 {
-		return "not root (run the tests as root, e.g. sudo go test)"
+	if missing := missingCaps(); missing != "" {
+		return missing
 	}
 	if _, err := os.Stat("/dev/net/tun"); err != nil {
 		return "/dev/net/tun is missing (modprobe tun)"
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		return "the ip command (iproute2) is not on PATH"
+	}
+	return ""
+}
+
+// missingCaps says which of the capabilities the tests need the process
+// lacks: CAP_NET_ADMIN (devices, addresses) and CAP_SYS_ADMIN (network
+// namespaces). It reads them from /proc/self/status, so that root in a
+// container without them skips too, and falls back to asking for root
+// where that cannot be read.
+func missingCaps() string {
+	const capNetAdmin, capSysAdmin = 12, 21
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		if os.Geteuid() != 0 {
+			return "not root (run the tests as root, e.g. sudo go test)"
+		}
+		return ""
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		hexCaps, ok := strings.CutPrefix(line, "CapEff:")
+		if !ok {
+			continue
+		}
+		caps, err := strconv.ParseUint(strings.TrimSpace(hexCaps), 16, 64)
+		if err != nil {
+			break
+		}
+		var lack []string
+		if caps&(1<<capNetAdmin) == 0 {
+			lack = append(lack, "CAP_NET_ADMIN")
+		}
+		if caps&(1<<capSysAdmin) == 0 {
+			lack = append(lack, "CAP_SYS_ADMIN")
+		}
+		if len(lack) == 0 {
+			return ""
+		}
+		who := "root without"
+		if os.Geteuid() != 0 {
+			who = "not root, without"
+		}
+		return who + " " + strings.Join(lack, " and ") + " (run the tests as root with them, e.g. sudo go test)"
+	}
+	if os.Geteuid() != 0 {
+		return "not root (run the tests as root, e.g. sudo go test)"
 	}
 	return ""
 }
