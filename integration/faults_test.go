@@ -374,8 +374,16 @@ func TestFaultLoopCancelled(t *testing.T) {
 	})
 	client.bursts(8, 41234, "10.0.0.2", func(int) bool { return false })
 
+	// The client starts once the server listens (its bind runs on its loop).
+	listening := make(chan struct{})
+	server.OnListening(func() { close(listening) })
 	clientDone := make(chan error, 1)
-	go func() { clientDone <- runFaultLoop(t, context.Background(), clientLoop) }()
+	go func() {
+		<-listening
+		ctx, cancel := context.WithTimeout(context.Background(), faultTimeout)
+		defer cancel()
+		clientDone <- clientLoop.Run(ctx)
+	}()
 	if err := runFaultLoop(t, ctx, serverLoop); !errors.Is(err, context.Canceled) {
 		t.Errorf("server Run = %v, want context.Canceled", err)
 	}
