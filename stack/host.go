@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
-	"math/rand"
 	randv2 "math/rand/v2"
 	"net"
 	"net/netip"
@@ -99,8 +98,8 @@ func NewHost(opts HostOptions) (*Host, error) {
 		},
 		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		Clock:              clock,
-		RandSource:         rand.NewSource(seed),
-		SecureRNG:          randv2.NewChaCha8(key),
+		RandSource:         newLockedSource(seed),
+		SecureRNG:          &lockedReader{r: randv2.NewChaCha8(key)},
 	})
 	h := &Host{
 		name:    opts.Name,
