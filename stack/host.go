@@ -275,12 +275,16 @@ func (h *Host) watchLink(n *NIC, l StoppingLink) {
 		}
 	}
 	h.mu.Unlock()
+	// Mark the conns, disable the NIC, then fail them: a mark makes a send
+	// that finds no route meanwhile report ENETDOWN, and once a conn's
+	// calls fail, sends from other conns through the NIC find no route.
+	for _, c := range failed {
+		c.failing.Store(why)
+	}
+	h.s.DisableNIC(n.id)
 	for _, c := range failed {
 		c.fail(why)
 	}
-	// Then the NIC: disabled first, a failed conn's send could find no
-	// route (ENETUNREACH) before it is failed.
-	h.s.DisableNIC(n.id)
 }
 
 // addMulticastRoutesLocked gives the first NICs the multicast routes.

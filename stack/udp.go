@@ -47,6 +47,10 @@ type UDPConn struct {
 	// down is set when the conn was closed because its network went away
 	// (see fail); its errors then say so.
 	down atomic.Pointer[netDownError]
+	// failing is set just before the host fails the conn because the
+	// device of its NIC vanished (see watchLink): a send that fails
+	// meanwhile reports that.
+	failing atomic.Pointer[netDownError]
 	// userClosed is set by the user's first Close of a conn the network
 	// closed.
 	userClosed atomic.Bool
@@ -537,6 +541,9 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 		case *tcpip.ErrClosedForSend:
 			return 0, c.closedErr("write")
 		default:
+			if why := c.failing.Load(); why != nil {
+				return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Addr: raddr(), Err: why}
+			}
 			return 0, opError("write", c.LocalAddr(), raddr(), tcpipErr)
 		}
 	}
