@@ -183,7 +183,7 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	}
 	h.mu.Unlock()
 
-	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name}); tcpipErr != nil {
+	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name, QDisc: &directQDisc{link: ep}}); tcpipErr != nil {
 		return nil, fmt.Errorf("stack: host %s: add NIC %s: %s", h.name, opts.Name, tcpipErr)
 	}
 	n := &NIC{host: h, id: id, name: opts.Name, ep: ep}
