@@ -63,6 +63,10 @@ type Host struct {
 
 	clock *closeClock // the stack's clock; Close waits for its callbacks
 
+	// routeGen counts the changes to the host's routes, addresses and
+	// NICs, which invalidate the routes conns cache (see udp_send.go).
+	routeGen atomic.Uint64
+
 	// sourceFiltered counts datagrams dropped by source-specific
 	// multicast filters (see multicast.go).
 	sourceFiltered atomic.Uint64
@@ -129,7 +133,10 @@ func (h *Host) Name() string { return h.name }
 func (h *Host) String() string { return h.name }
 
 // Stack returns the underlying gVisor stack, for what this package does not
-// wrap. Changing it behind the Host's back is at the caller's risk.
+// wrap. Changing it behind the Host's back is at the caller's risk: in
+// particular, the routes that UDP conns cache for their unconnected writes
+// are found again when routes, addresses or NICs change through the Host,
+// not when they change on the gVisor stack directly.
 func (h *Host) Stack() *stack.Stack { return h.s }
 
 // NICOptions configure a NIC. The zero value is an unnamed NIC ("ethN")
@@ -186,16 +193,19 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name, QDisc: &directQDisc{link: ep}}); tcpipErr != nil {
 		return nil, fmt.Errorf("stack: host %s: add NIC %s: %s", h.name, opts.Name, tcpipErr)
 	}
+	h.routeGen.Add(1) // it may have an IPv6 link-local address already
 	n := &NIC{host: h, id: id, name: opts.Name, ep: ep}
 	if opts.MTU > 0 {
 		if tcpipErr := h.s.SetNICMTU(id, uint32(opts.MTU)); tcpipErr != nil {
 			h.s.RemoveNIC(id)
+			h.routeGen.Add(1)
 			return nil, fmt.Errorf("stack: host %s: NIC %s MTU %d: %s", h.name, opts.Name, opts.MTU, tcpipErr)
 		}
 	}
 	for _, p := range opts.Addresses {
 		if err := n.AddAddress(p); err != nil {
 			h.s.RemoveNIC(id)
+			h.routeGen.Add(1)
 			return nil, err
 		}
 	}
@@ -301,6 +311,7 @@ func (h *Host) addRouteLocked(r Route) {
 	}
 	table = append(table[:i], append([]tcpip.Route{route}, table[i:]...)...)
 	h.s.SetRouteTable(table)
+	h.routeGen.Add(1)
 }
 
 // SetDefaultRoute adds a default route for gw's family through nic.
