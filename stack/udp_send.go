@@ -60,18 +60,47 @@ type sendRoute struct {
 	df    bool
 }
 
-// routeCache is a conn's cache of routes; the conn's writeMu guards it.
+// routeCache is a conn's cache of routes, with the endpoint's state they
+// were found for; the conn's writeMu guards it.
 type routeCache struct {
-	hostGen, connGen uint64 // the generations the routes were found in
-	routes           map[routeKey]sendRoute
+	valid            bool
+	hostGen, connGen uint64 // the generations the cache was filled in
+	// connected and local are the endpoint's state in those generations:
+	// only the conn's own calls change it, and they change connGen.
+	connected bool
+	local     tcpip.FullAddress // the bound address and port
+	localErr  tcpip.Error       // what GetLocalAddress returned instead
+	routes    map[routeKey]sendRoute
 }
 
-// flush releases every cached route.
+// flush releases every cached route and invalidates the cache.
 func (rc *routeCache) flush() {
+	rc.releaseRoutes()
+	rc.valid = false
+}
+
+// releaseRoutes releases and forgets every cached route.
+func (rc *routeCache) releaseRoutes() {
 	for k, rt := range rc.routes {
 		rt.r.Release()
 		delete(rc.routes, k)
 	}
+}
+
+// routeState returns the conn's route cache, started over first if the
+// host or the conn changed since it was filled.
+func (c *UDPConn) routeState() *routeCache {
+	rc := &c.routes
+	hostGen, connGen := c.host.routeGen.Load(), c.routesGen.Load()
+	if rc.valid && rc.hostGen == hostGen && rc.connGen == connGen {
+		return rc
+	}
+	rc.flush()
+	_, tcpipErr := c.ep.GetRemoteAddress()
+	rc.connected = tcpipErr == nil
+	rc.local, rc.localErr = c.ep.GetLocalAddress()
+	rc.hostGen, rc.connGen, rc.valid = hostGen, connGen, true
+	return rc
 }
 
 // sendBuffer accounts, against the conn's SO_SNDBUF, for the datagrams
@@ -145,11 +174,12 @@ func (c *UDPConn) sendCached(b []byte, to *tcpip.FullAddress) (n int64, tcpipErr
 	if !c.fastDestination(to) || len(b) > header.UDPMaximumPacketSize {
 		return 0, nil, false
 	}
-	if _, tcpipErr := c.ep.GetRemoteAddress(); tcpipErr == nil {
-		return 0, nil, false // connected
+	rc := c.routeState()
+	if rc.connected {
+		return 0, nil, false
 	}
-	local, tcpipErr := c.ep.GetLocalAddress()
-	if tcpipErr != nil || (local.Addr.BitLen() != 0 && local.Addr.BitLen() != to.Addr.BitLen()) {
+	local := rc.local
+	if rc.localErr != nil || (local.Addr.BitLen() != 0 && local.Addr.BitLen() != to.Addr.BitLen()) {
 		return 0, nil, false // the endpoint has the error to give
 	}
 	n, tcpipErr, handled = c.sendRouted(b, to, local)
@@ -166,7 +196,7 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 		return 0, tcpipErr, true
 	}
 	key := routeKey{addr: to.Addr, nic: to.NIC}
-	rt, tcpipErr := c.route(key, local)
+	rt, tcpipErr := c.route(key, local) // c.routeState() was called
 	if tcpipErr != nil {
 		return 0, tcpipErr, true
 	}
@@ -231,13 +261,10 @@ func (c *UDPConn) fastDestination(to *tcpip.FullAddress) bool {
 	return false
 }
 
-// route returns the cached route to key, finding it on a miss.
+// route returns the cached route to key, finding it on a miss. The cache
+// is up to date (routeState).
 func (c *UDPConn) route(key routeKey, local tcpip.FullAddress) (sendRoute, tcpip.Error) {
 	rc := &c.routes
-	if hostGen, connGen := c.host.routeGen.Load(), c.routesGen.Load(); rc.hostGen != hostGen || rc.connGen != connGen {
-		rc.flush()
-		rc.hostGen, rc.connGen = hostGen, connGen
-	}
 	if rt, ok := rc.routes[key]; ok {
 		return rt, nil
 	}
@@ -246,7 +273,7 @@ func (c *UDPConn) route(key routeKey, local tcpip.FullAddress) (sendRoute, tcpip
 		return sendRoute{}, tcpipErr
 	}
 	if len(rc.routes) >= maxCachedRoutes {
-		rc.flush()
+		rc.releaseRoutes()
 	}
 	if rc.routes == nil {
 		rc.routes = make(map[routeKey]sendRoute)
