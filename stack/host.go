@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"math/rand"
 	randv2 "math/rand/v2"
 	"net"
@@ -98,7 +99,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
 		Clock:              clock,
 		RandSource:         rand.NewSource(seed),
-		SecureRNG:          randv2.NewChaCha8(key),
+		SecureRNG:          &lockedReader{r: randv2.NewChaCha8(key)},
 	})
 	h := &Host{
 		name:    opts.Name,
@@ -124,6 +125,20 @@ func NewHost(opts HostOptions) (*Host, error) {
 		}
 	}
 	return h, nil
+}
+
+// lockedReader makes a reader safe for concurrent use. gVisor reads its
+// SecureRNG from every goroutine that sends (an IPv4 ID per datagram), and
+// a ChaCha8 is not safe for concurrent use.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
 }
 
 // Name returns the host's name.

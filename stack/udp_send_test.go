@@ -163,3 +163,27 @@ func TestUnconnectedWriteSendBuffer(t *testing.T) {
 		}
 	})
 }
+
+// Conns of one host may send from several goroutines at once (run with
+// -race: each IPv4 datagram draws an ID from the host's random source).
+func TestConcurrentWriters(t *testing.T) {
+	_, hosts, _ := lan(t, 1500, 1500)
+	rx := listen(t, hosts[1], "udp4", "10.0.0.2:9000")
+	const writers, each = 4, 50
+	var wg sync.WaitGroup
+	for range writers {
+		c := listen(t, hosts[0], "udp4", "10.0.0.1:0")
+		wg.Go(func() {
+			for range each {
+				if _, err := c.WriteToUDPAddrPort([]byte("x"), rx.LocalAddrPort()); err != nil {
+					t.Errorf("WriteToUDPAddrPort = %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for range writers * each {
+		recv(t, rx)
+	}
+}
