@@ -14,6 +14,16 @@ import (
 // "getaddrinfo ENOTFOUND <host>" wrapping it.
 type LookupFunc func(ctx context.Context, host string, family int) (netip.Addr, error)
 
+// literal returns host as an address when lookup would answer it at once:
+// host is an IP literal and the socket has no custom lookup.
+func (s *Socket) literal(host string) (netip.Addr, bool) {
+	if s.opts.Lookup != nil {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(host)
+	return ip, err == nil
+}
+
 // lookup resolves host and calls cb on the loop. Without a custom lookup an
 // IP literal is answered at once (the caller is already in a tick) and a
 // name by the network's resolver, off the loop, its result arriving as an
@@ -46,7 +56,7 @@ func (s *Socket) lookup(host string, cb func(netip.Addr, error)) {
 		}()
 		return
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
+	if ip, ok := s.literal(host); ok {
 		cb(ip, nil)
 		return
 	}

@@ -91,9 +91,52 @@ func (s *Socket) send(buf []byte, port int, address string, cb func(int, error))
 		s.sendConnected(conn, buf, cb)
 		return nil
 	}
-	l.nextTickLocked(func() { s.doSend(buf, port, address, cb) })
+	s.sendNextTickLocked(pendingSend{buf: buf, port: port, address: address, cb: cb})
 	l.mu.Unlock()
 	return nil
+}
+
+// pendingSend is a Send waiting for its tick.
+type pendingSend struct {
+	buf     []byte
+	port    int
+	address string
+	cb      func(int, error)
+}
+
+// sendQueue holds a socket's pending sends in call order. Every send in
+// it has one tick queued that will take it: sends take their turns among
+// the other ticks as they would with one closure each, and none is
+// allocated.
+type sendQueue struct {
+	sends []pendingSend
+	head  int // sends[head:] are pending
+}
+
+func (q *sendQueue) push(p pendingSend) { q.sends = append(q.sends, p) }
+
+func (q *sendQueue) pop() pendingSend {
+	p := q.sends[q.head]
+	q.sends[q.head] = pendingSend{}
+	q.sends, q.head = compact(q.sends, q.head+1)
+	return p
+}
+
+// sendNextTickLocked queues p and the tick that will send it; l.mu is held.
+func (s *Socket) sendNextTickLocked(p pendingSend) {
+	s.sends.push(p)
+	if s.sendNextFn == nil {
+		s.sendNextFn = s.sendNext
+	}
+	s.loop.nextTickLocked(s.sendNextFn)
+}
+
+// sendNext runs in a tick: it does the oldest pending send.
+func (s *Socket) sendNext() {
+	s.loop.mu.Lock()
+	p := s.sends.pop()
+	s.loop.mu.Unlock()
+	s.doSend(p)
 }
 
 // sendBound is a queued send run once the socket is listening.
@@ -105,7 +148,7 @@ func (s *Socket) sendBound(buf []byte, port int, address string, cb func(int, er
 		s.stats.sendsDiscarded.Add(1)
 		return
 	}
-	l.nextTickLocked(func() { s.doSend(buf, port, address, cb) })
+	s.sendNextTickLocked(pendingSend{buf: buf, port: port, address: address, cb: cb})
 }
 
 // enqueueLocked queues fn until the socket is listening, like Node's
@@ -142,7 +185,7 @@ func (s *Socket) enqueueLocked(fn func()) {
 }
 
 // doSend runs in a tick: resolve the destination, then write.
-func (s *Socket) doSend(buf []byte, port int, address string, cb func(int, error)) {
+func (s *Socket) doSend(p pendingSend) {
 	l := s.loop
 	l.mu.Lock()
 	closed := s.closed
@@ -151,41 +194,56 @@ func (s *Socket) doSend(buf []byte, port int, address string, cb func(int, error
 		s.stats.sendsDiscarded.Add(1)
 		return
 	}
-	host := address
-	if host == "" {
-		host = s.loopback()
+	host := s.sendHost(p.address)
+	if ip, ok := s.literal(host); ok {
+		s.sendResolved(p, host, ip, nil) // what lookup would do, without its closure
+		return
 	}
-	s.lookup(host, func(ip netip.Addr, err error) {
-		l.mu.Lock()
-		conn, closed, connected := s.conn, s.closed, s.connectState == connConnected
-		l.mu.Unlock()
-		if closed || conn == nil {
-			s.stats.sendsDiscarded.Add(1)
-			return
+	s.lookup(host, func(ip netip.Addr, err error) { s.sendResolved(p, host, ip, err) })
+}
+
+// sendHost is the host a send to address goes to: address, or the
+// loopback address when it is "".
+func (s *Socket) sendHost(address string) string {
+	if address == "" {
+		return s.loopback()
+	}
+	return address
+}
+
+// sendResolved writes p to ip, which the lookup of host gave (or failed to
+// give, with err), on the loop.
+func (s *Socket) sendResolved(p pendingSend, host string, ip netip.Addr, err error) {
+	l := s.loop
+	l.mu.Lock()
+	conn, closed, connected := s.conn, s.closed, s.connectState == connConnected
+	l.mu.Unlock()
+	if closed || conn == nil {
+		s.stats.sendsDiscarded.Add(1)
+		return
+	}
+	if err != nil {
+		s.stats.sendErrors.Add(1)
+		lerr := lookupError(host, err)
+		if p.cb != nil {
+			l.nextTick(func() { p.cb(0, lerr) })
+		} else {
+			l.nextTick(func() { s.emitError(lerr) })
 		}
-		if err != nil {
-			s.stats.sendErrors.Add(1)
-			lerr := lookupError(host, err)
-			if cb != nil {
-				l.nextTick(func() { cb(0, lerr) })
-			} else {
-				l.nextTick(func() { s.emitError(lerr) })
-			}
-			return
-		}
-		var n int
-		switch {
-		case connected: // connected while the send waited (libuv's check)
-			err = syscall.EISCONN
-		case s.checkFamily(ip) != 0:
-			err = s.checkFamily(ip)
-		default:
-			to := netip.AddrPortFrom(ip, uint16(port))
-			n, err = s.write(func() (int, error) { return conn.WriteToUDPAddrPort(buf, to) })
-		}
-		s.sent(n, err, cb, func(errno syscall.Errno) *Error {
-			return exceptionWithHostPort(errno, "send", address, port)
-		})
+		return
+	}
+	var n int
+	switch {
+	case connected: // connected while the send waited (libuv's check)
+		err = syscall.EISCONN
+	case s.checkFamily(ip) != 0:
+		err = s.checkFamily(ip)
+	default:
+		to := netip.AddrPortFrom(ip, uint16(p.port))
+		n, err = s.write(func() (int, error) { return conn.WriteToUDPAddrPort(p.buf, to) })
+	}
+	s.sent(n, err, p.cb, func(errno syscall.Errno) *Error {
+		return exceptionWithHostPort(errno, "send", p.address, p.port)
 	})
 }
 

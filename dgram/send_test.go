@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -396,5 +397,50 @@ func TestIPv6OnlyReceivesNoIPv4(t *testing.T) {
 		})
 		x.mustRun()
 		x.want("v4 cb 2 <nil>", `got "v6" from ::1 IPv6`)
+	})
+}
+
+// Sends wait for their ticks in one queue per socket: each takes its own
+// buffer, destination and callback, also when one of them waits for a
+// name lookup while later ones go out, and when callbacks send more.
+func TestSendsKeepTheirArguments(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		var srv *dgram.Socket
+		got := 0
+		srv = x.server("udp4", func(p int) {
+			srv.OnMessage(func([]byte, dgram.RemoteInfo) {
+				if got++; got == 6 {
+					srv.Close(nil)
+				}
+			})
+			c := x.sock("udp4")
+			cbs := 0
+			var send func(msg, address string, then func())
+			send = func(msg, address string, then func()) {
+				c.Send([]byte(msg), p, address, func(n int, err error) {
+					x.log("cb %s %d %v", msg, n, err)
+					if then != nil {
+						then()
+					}
+					if cbs++; cbs == 6 {
+						c.Close(nil)
+					}
+				})
+			}
+			send("a", "127.0.0.1", func() { send("ffffff", "127.0.0.1", nil) })
+			send("bb", "localhost", nil) // a lookup: its write comes later
+			send("ccc", "127.0.0.1", nil)
+			send("dddd", "", func() { send("eeeee", "127.0.0.1", nil) })
+		})
+		x.mustRun()
+		// The messages are logged too; keep the callbacks.
+		var cbs []string
+		for _, e := range x.events {
+			if strings.HasPrefix(e, "cb ") {
+				cbs = append(cbs, e)
+			}
+		}
+		x.events = cbs
+		x.want("cb a 1 <nil>", "cb ccc 3 <nil>", "cb dddd 4 <nil>", "cb ffffff 6 <nil>", "cb eeeee 5 <nil>", "cb bb 2 <nil>")
 	})
 }

@@ -156,7 +156,9 @@ type Socket struct {
 	lookupTail    chan struct{}
 	conn          Conn
 	queue         []func()
-	queued        bool // queue is in use (Node's state.queue !== undefined)
+	queued        bool      // queue is in use (Node's state.queue !== undefined)
+	sends         sendQueue // sends waiting for their tick (send.go)
+	sendNextFn    func()    // s.sendNext, made once
 	unref         bool
 	broadcast     *bool // SetBroadcast while the fd exists but is unbound
 	readerStop    chan struct{}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"testing"
 	"time"
@@ -144,6 +145,26 @@ func BenchmarkAllocsDgramKernel(b *testing.B) {
 // 10.0.0.1 → ReadFromUDPAddrPort on host 10.0.0.2 (a reader goroutine),
 // over a Switch.
 func BenchmarkAllocsUDPConnSwitch(b *testing.B) {
+	dst := netip.MustParseAddrPort("10.0.0.2:9000")
+	benchUDPConn(b,
+		func(c *stack.UDPConn, msg []byte) error { _, err := c.WriteToUDPAddrPort(msg, dst); return err },
+		func(c *stack.UDPConn, buf []byte) error { _, _, err := c.ReadFromUDPAddrPort(buf); return err })
+}
+
+// BenchmarkAllocsUDPConnSwitchPacketConn is BenchmarkAllocsUDPConnSwitch
+// with net.PacketConn's WriteTo and ReadFrom, which take and return a
+// *net.UDPAddr (ReadFrom allocates the one it returns, as package net's
+// does).
+func BenchmarkAllocsUDPConnSwitchPacketConn(b *testing.B) {
+	dst := net.UDPAddrFromAddrPort(netip.MustParseAddrPort("10.0.0.2:9000"))
+	benchUDPConn(b,
+		func(c *stack.UDPConn, msg []byte) error { _, err := c.WriteTo(msg, dst); return err },
+		func(c *stack.UDPConn, buf []byte) error { _, _, err := c.ReadFrom(buf); return err })
+}
+
+// benchUDPConn sends b.N datagrams with write from a conn on host 10.0.0.1
+// to one on 10.0.0.2:9000, which a goroutine reads with read.
+func benchUDPConn(b *testing.B, write func(c *stack.UDPConn, msg []byte) error, read func(c *stack.UDPConn, buf []byte) error) {
 	ha, hb := switchHosts(b)
 	tx, err := ha.ListenUDP("udp4", netip.MustParseAddrPort("10.0.0.1:0"))
 	if err != nil {
@@ -159,20 +180,19 @@ func BenchmarkAllocsUDPConnSwitch(b *testing.B) {
 		defer close(readerDone)
 		buf := make([]byte, 2048)
 		for {
-			if _, _, err := rx.ReadFromUDPAddrPort(buf); err != nil {
+			if err := read(rx, buf); err != nil {
 				return // closed
 			}
 			got <- struct{}{}
 		}
 	}()
 	b.Cleanup(func() { rx.Close(); <-readerDone })
-	dst := netip.MustParseAddrPort("10.0.0.2:9000")
 	msg := make([]byte, allocPayload)
 	timer := time.NewTimer(allocLost)
 	defer timer.Stop()
 	window := func(n int) {
 		for i := 0; i < n; i++ {
-			if _, err := tx.WriteToUDPAddrPort(msg, dst); err != nil {
+			if err := write(tx, msg); err != nil {
 				b.Fatal(err)
 			}
 		}

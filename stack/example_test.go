@@ -35,7 +35,8 @@ func Example() {
 
 	// 1400 bytes fit a's 1500-byte MTU but not c's port: the switch drops
 	// the frame there and counts it.
-	dropped := make(chan string, 1) // the hook may run inside WriteTo
+	// A drop hook must not block: it may run on the goroutine of WriteTo.
+	dropped := make(chan string, 1)
 	cport.AddDropHook(func(frame []byte, outbound bool, reason string) { dropped <- reason })
 	bigDst, _ := a.ResolveUDPAddr("udp4", "10.0.0.3:7")
 	client.WriteTo(make([]byte, 1400), bigDst)

@@ -66,6 +66,10 @@ type Host struct {
 	closing  chan struct{}  // closed when Close starts
 	watchers sync.WaitGroup // the goroutines of watchLink
 
+	// routeGen counts the changes to the host's routes, addresses and
+	// NICs, which invalidate the routes conns cache (see udp_send.go).
+	routeGen atomic.Uint64
+
 	// sourceFiltered counts datagrams dropped by source-specific
 	// multicast filters (see multicast.go).
 	sourceFiltered atomic.Uint64
@@ -135,7 +139,10 @@ func (h *Host) Name() string { return h.name }
 func (h *Host) String() string { return h.name }
 
 // Stack returns the underlying gVisor stack, for what this package does not
-// wrap. Changing it behind the Host's back is at the caller's risk.
+// wrap. Changing it behind the Host's back is at the caller's risk: in
+// particular, the routes that UDP conns cache for their unconnected writes
+// are found again when routes, addresses or NICs change through the Host,
+// not when they change on the gVisor stack directly.
 func (h *Host) Stack() *stack.Stack { return h.s }
 
 // NICOptions configure a NIC. The zero value is an unnamed NIC ("ethN")
@@ -189,19 +196,22 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	}
 	h.mu.Unlock()
 
-	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name}); tcpipErr != nil {
+	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name, QDisc: &directQDisc{link: ep}}); tcpipErr != nil {
 		return nil, fmt.Errorf("stack: host %s: add NIC %s: %s", h.name, opts.Name, tcpipErr)
 	}
+	h.routeGen.Add(1) // it may have an IPv6 link-local address already
 	n := &NIC{host: h, id: id, name: opts.Name, ep: ep}
 	if opts.MTU > 0 {
 		if tcpipErr := h.s.SetNICMTU(id, uint32(opts.MTU)); tcpipErr != nil {
 			h.s.RemoveNIC(id)
+			h.routeGen.Add(1)
 			return nil, fmt.Errorf("stack: host %s: NIC %s MTU %d: %s", h.name, opts.Name, opts.MTU, tcpipErr)
 		}
 	}
 	for _, p := range opts.Addresses {
 		if err := n.AddAddress(p); err != nil {
 			h.s.RemoveNIC(id)
+			h.routeGen.Add(1)
 			return nil, err
 		}
 	}
@@ -282,6 +292,7 @@ func (h *Host) watchLink(n *NIC, l StoppingLink) {
 		c.failing.Store(why)
 	}
 	h.s.DisableNIC(n.id)
+	h.routeGen.Add(1) // the conns' cached routes through it are gone
 	for _, c := range failed {
 		c.fail(why)
 	}
@@ -382,6 +393,7 @@ func (h *Host) addRouteLocked(r Route) {
 	}
 	table = append(table[:i], append([]tcpip.Route{route}, table[i:]...)...)
 	h.s.SetRouteTable(table)
+	h.routeGen.Add(1)
 }
 
 // SetDefaultRoute adds a default route for gw's family through nic.

@@ -50,9 +50,18 @@ type Switch struct {
 
 	mu    sync.Mutex // serialises port changes
 	ports atomic.Pointer[[]*Port]
-	fdb   sync.Map // tcpip.LinkAddress → *Port
-	next  int      // next port number
+	next  int // next port number
+
+	// fdbMu guards fdb, the forwarding database: which port each learnt
+	// MAC is behind. It is read for every frame and written only when a
+	// MAC appears or moves. Keys are MACs as arrays, so that looking a
+	// frame's addresses up allocates nothing.
+	fdbMu sync.RWMutex
+	fdb   map[mac]*Port
 }
+
+// mac is an Ethernet address as a map key.
+type mac [header.EthernetAddressSize]byte
 
 // NewSwitch returns an empty switch.
 func NewSwitch(opts SwitchOptions) *Switch {
@@ -64,7 +73,7 @@ func NewSwitch(opts SwitchOptions) *Switch {
 	}
 	h := fnv.New32a()
 	h.Write([]byte(opts.Name))
-	sw := &Switch{name: opts.Name, mtu: opts.MTU, id: uint16(h.Sum32()), sched: newScheduler(opts.Clock)}
+	sw := &Switch{name: opts.Name, mtu: opts.MTU, id: uint16(h.Sum32()), sched: newScheduler(opts.Clock), fdb: make(map[mac]*Port)}
 	sw.ports.Store(&[]*Port{})
 	return sw
 }
@@ -105,16 +114,16 @@ func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
 	defer sw.mu.Unlock()
 	num := sw.next
 	sw.next++
-	var mac tcpip.LinkAddress
+	var addr tcpip.LinkAddress
 	switch {
 	case opts.MAC == nil:
-		mac = tcpip.LinkAddress([]byte{0x02, byte(sw.id >> 8), byte(sw.id), 0, byte(num >> 8), byte(num)})
+		addr = tcpip.LinkAddress([]byte{0x02, byte(sw.id >> 8), byte(sw.id), 0, byte(num >> 8), byte(num)})
 	case len(opts.MAC) != 6 || opts.MAC[0]&1 != 0:
 		return nil, fmt.Errorf("stack: port MAC %v is not a 6-byte unicast address", opts.MAC)
 	default:
-		mac = tcpip.LinkAddress(opts.MAC)
+		addr = tcpip.LinkAddress(opts.MAC)
 	}
-	p := &Port{sw: sw, num: num, name: fmt.Sprintf("%s/port%d", sw.name, num), mac: mac}
+	p := &Port{sw: sw, num: num, name: fmt.Sprintf("%s/port%d", sw.name, num), mac: addr, key: mac([]byte(addr))}
 	p.mtu.Store(uint32(opts.MTU))
 	p.nicMTU.Store(uint32(opts.NICMTU))
 	p.initImpair(p.name, header.EthernetMinimumSize, sw.sched, p.deliverFromHost, p.deliverToHost)
@@ -138,12 +147,33 @@ func (sw *Switch) removePort(p *Port) {
 		}
 	}
 	sw.ports.Store(&kept)
-	sw.fdb.Range(func(k, v any) bool {
+	sw.fdbMu.Lock()
+	defer sw.fdbMu.Unlock()
+	for k, v := range sw.fdb {
 		if v == p {
-			sw.fdb.Delete(k)
+			delete(sw.fdb, k)
 		}
-		return true
-	})
+	}
+}
+
+// learn records that src is behind port in.
+func (sw *Switch) learn(src mac, in *Port) {
+	sw.fdbMu.RLock()
+	cur := sw.fdb[src]
+	sw.fdbMu.RUnlock()
+	if cur == in {
+		return
+	}
+	sw.fdbMu.Lock()
+	sw.fdb[src] = in
+	sw.fdbMu.Unlock()
+}
+
+// lookup returns the port behind dst, or nil when dst was not learnt.
+func (sw *Switch) lookup(dst mac) *Port {
+	sw.fdbMu.RLock()
+	defer sw.fdbMu.RUnlock()
+	return sw.fdb[dst]
 }
 
 // ingress checks a frame the host attached to in sends, and passes it to
@@ -172,16 +202,17 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	in.txFrames.Add(1)
 	in.txBytes.Add(uint64(size))
 
-	if src := eth.SourceAddress(); header.IsValidUnicastEthernetAddress(src) {
-		if cur, ok := sw.fdb.Load(src); !ok || cur.(*Port) != in {
-			sw.fdb.Store(src, in)
-		}
+	// The addresses are read as arrays, not as tcpip.LinkAddress strings,
+	// which would be allocated for every frame.
+	src := mac(eth[header.EthernetAddressSize : 2*header.EthernetAddressSize])
+	dst := mac(eth[:header.EthernetAddressSize])
+	if unicast(src) {
+		sw.learn(src, in)
 	}
-	dst := eth.DestinationAddress()
 	proto := eth.Type()
-	if header.IsValidUnicastEthernetAddress(dst) {
-		if out, ok := sw.fdb.Load(dst); ok {
-			if out := out.(*Port); out != in {
+	if unicast(dst) {
+		if out := sw.lookup(dst); out != nil {
+			if out != in {
 				out.receive(pkt, size, proto, tcpip.PacketHost)
 			} else {
 				in.filtered.Add(1) // addressed to a MAC behind its own port
@@ -191,9 +222,9 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	}
 	typ := tcpip.PacketOtherHost
 	switch {
-	case dst == header.EthernetBroadcastAddress:
+	case dst == broadcastMAC:
 		typ = tcpip.PacketBroadcast
-	case header.IsMulticastEthernetAddress(dst):
+	case dst[0]&1 != 0:
 		typ = tcpip.PacketMulticast
 	}
 	flooded := false
@@ -202,7 +233,7 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 			continue
 		}
 		flooded = true
-		if typ == tcpip.PacketOtherHost && out.mac == dst {
+		if typ == tcpip.PacketOtherHost && out.key == dst {
 			out.receive(pkt, size, proto, tcpip.PacketHost)
 			continue
 		}
@@ -213,6 +244,15 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	}
 }
 
+// broadcastMAC is ff:ff:ff:ff:ff:ff.
+var broadcastMAC = mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+
+// unicast reports whether m is a unicast address other than all zeros, as
+// header.IsValidUnicastEthernetAddress does.
+func unicast(m mac) bool {
+	return m[0]&1 == 0 && m != mac{}
+}
+
 // Port is one port of a Switch and the Ethernet link endpoint of the NIC
 // attached to it. It implements gVisor's stack.LinkEndpoint.
 type Port struct {
@@ -221,6 +261,7 @@ type Port struct {
 	num    int
 	name   string
 	mac    tcpip.LinkAddress
+	key    mac // mac as a forwarding database key
 	closed atomic.Bool
 }
 

@@ -88,11 +88,18 @@ type UDPConn struct {
 	rdeadline *deadline
 
 	writeMu   sync.Mutex
+	routes    routeCache // guarded by writeMu (udp_send.go)
 	wentry    waiter.Entry
 	wch       chan struct{}
 	wbuf      bytes.Reader
 	wto       tcpip.FullAddress
 	wdeadline *deadline
+
+	// routesGen counts the changes to the conn that invalidate its cached
+	// routes: bind, connect, TTL (see udp_send.go).
+	routesGen atomic.Uint64
+	// snd accounts for the datagrams sent through cached routes.
+	snd sendBuffer
 }
 
 var _ net.PacketConn = (*UDPConn)(nil)
@@ -523,8 +530,14 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 		if err := c.rlockBoundLazy("write", raddr); err != nil {
 			return 0, err
 		}
-		c.wbuf.Reset(b)
-		n, tcpipErr := c.ep.Write(&c.wbuf, opts)
+		n, tcpipErr, handled := int64(0), tcpip.Error(nil), false
+		if to != nil {
+			n, tcpipErr, handled = c.sendCached(b, &c.wto)
+		}
+		if !handled {
+			c.wbuf.Reset(b)
+			n, tcpipErr = c.ep.Write(&c.wbuf, opts)
+		}
 		c.epMu.RUnlock()
 		switch tcpipErr.(type) {
 		case nil:
@@ -627,6 +640,10 @@ func (c *UDPConn) close(why *netDownError) bool {
 		c.rdeadline.stop()
 		c.wdeadline.stop()
 		c.host.untrack(c)
+		// A write still running holds writeMu; later ones fail as closed.
+		c.writeMu.Lock()
+		c.routes.flush()
+		c.writeMu.Unlock()
 	})
 	return first
 }

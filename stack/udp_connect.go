@@ -47,6 +47,7 @@ func (c *UDPConn) Connect(addr netip.AddrPort) error {
 		return errnoError("connect", c.LocalAddr(), raddr, syscall.EACCES)
 	}
 	tcpipErr := c.ep.Connect(full)
+	c.routesGen.Add(1)
 	c.epMu.RUnlock()
 	if tcpipErr != nil {
 		return opError("connect", c.LocalAddr(), raddr, tcpipErr)
@@ -74,6 +75,7 @@ func (c *UDPConn) Disconnect() error {
 	if _, tcpipErr := c.ep.GetRemoteAddress(); tcpipErr != nil {
 		return nil // not connected
 	}
+	c.routesGen.Add(1)
 	if c.bindAddr.Port != 0 {
 		// gVisor goes back to the bound address and port, as Linux does
 		// for a port that bind fixed.
@@ -122,6 +124,7 @@ func (c *UDPConn) rlockBoundLazy(op string, raddr func() net.Addr) error {
 				return opError(op, nil, raddr(), tcpipErr)
 			}
 			c.unbound = false
+			c.routesGen.Add(1)
 		}
 		c.epMu.Unlock()
 	}

@@ -60,6 +60,7 @@ func (c *UDPConn) setInt(opt tcpip.SockOptInt, v int) error {
 	}
 	c.epMu.RLock()
 	tcpipErr := c.ep.SetSockOptInt(opt, v)
+	c.routesGen.Add(1) // cached routes carry the TTLs
 	c.epMu.RUnlock()
 	if tcpipErr != nil {
 		return opError("set", c.LocalAddr(), nil, tcpipErr)
@@ -76,6 +77,7 @@ func (c *UDPConn) SetMulticastLoopback(on bool) error {
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
 	c.ep.SocketOptions().SetMulticastLoop(on)
+	c.routesGen.Add(1) // routes are found with it
 	return nil
 }
 
