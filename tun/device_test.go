@@ -362,7 +362,14 @@ func TestVanish(t *testing.T) {
 	modes(t, func(t *testing.T, tap bool) {
 		checkFDs(t)
 		l := newLab(t, tap)
+		if e := tun.Probe(l.dev); e != 0 {
+			t.Fatalf("probe of a running device = %v, want no error", e)
+		}
 		l.ns.IP(t, "link", "del", "dgl0")
+		// What a read that Go's poller answered ("not pollable") asks.
+		if e := tun.Probe(l.dev); e != syscall.EBADFD {
+			t.Errorf("probe of a deleted device = %v, want EBADFD", e)
+		}
 		select {
 		case <-l.dev.Done():
 		case <-time.After(waitFor):

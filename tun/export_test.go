@@ -1,5 +1,7 @@
 package tun
 
+import "syscall"
+
 // SetDevicePath points Open at another clone device and returns a function
 // that restores it.
 func SetDevicePath(p string) (restore func()) {
@@ -7,3 +9,6 @@ func SetDevicePath(p string) (restore func()) {
 	devicePath = p
 	return func() { devicePath = old }
 }
+
+// Probe asks d's device whether it is still there (see probe).
+func Probe(d *Device) syscall.Errno { return probe(d.file) }

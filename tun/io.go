@@ -40,8 +40,14 @@ func (d *Device) readLoop() {
 // ioError describes a failed read or write of the device.
 func (d *Device) ioError(op string, err error) *Error {
 	var errno syscall.Errno
+	if !errors.As(err, &errno) && !errors.Is(err, io.EOF) {
+		// No errno (Go's poller answered for the device): ask it.
+		if e := probe(d.file); gone(e) {
+			errno = e
+		}
+	}
 	kind := ErrFailed
-	if errors.As(err, &errno) && gone(errno) || errors.Is(err, io.EOF) {
+	if errno != 0 && gone(errno) || errors.Is(err, io.EOF) {
 		kind = ErrGone
 	}
 	var cause error = err
