@@ -92,6 +92,13 @@ func TestTunMTUDrop(t *testing.T) {
 		l := newTunLab(t, tap, labOptions{nicMTU: 9000})
 		user := l.socket(t, 0)
 		k := l.kernelSocket(t, "10.99.0.1:0")
+		// A first exchange, so that a TAP host knows the kernel's MAC:
+		// packets queued for ARP may leave after later ones (gVisor flushes
+		// its queue on another goroutine), and the order is the test.
+		if err := user.send(t, []byte("warm-up"), addrPort(k)); err != nil {
+			t.Fatal(err)
+		}
+		kernelRead(t, k)
 
 		if err := user.send(t, make([]byte, 3000), addrPort(k)); err != nil {
 			t.Fatalf("Send(3000 bytes) = %v, want a silent drop on the link", err)
