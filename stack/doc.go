@@ -25,5 +25,13 @@
 // Everything a host decides at random (ephemeral ports, IP IDs) comes from a
 // seed (HostOptions.Seed, by default derived from the host's name), so a
 // scenario runs the same way every time. Host.Close releases everything and
-// leaves no goroutine behind.
+// leaves no goroutine behind (it also waits for the stack's timers that are
+// running, an ARP probe crossing the switch, say).
+//
+// When the network goes away under a conn (its host is closed, or the
+// device of its NIC vanishes: see StoppingLink), the conn is closed under
+// its user: its calls fail with an error matching both net.ErrClosed and
+// syscall.ENETDOWN, and a dgram socket on it gets an 'error' event
+// ("recvmsg ENETDOWN"). Datagrams a conn held unread when it was closed are
+// counted (UDPStats.ClosedUnread), like every other datagram a host drops.
 package stack
