@@ -142,6 +142,10 @@ func (h *Host) ResolveUDPAddr(network, address string) (*net.UDPAddr, error) {
 }
 
 func (h *Host) resolveAddrPort(network, address string) (netip.AddrPort, error) {
+	return h.resolveAddrPortContext(context.Background(), network, address)
+}
+
+func (h *Host) resolveAddrPortContext(ctx context.Context, network, address string) (netip.AddrPort, error) {
 	var lookupNet string
 	switch network {
 	case "udp":
@@ -164,7 +168,7 @@ func (h *Host) resolveAddrPort(network, address string) (netip.AddrPort, error) 
 	if host == "" {
 		return netip.AddrPortFrom(netip.Addr{}, uint16(port)), nil
 	}
-	addrs, err := h.LookupNetIP(context.Background(), lookupNet, host)
+	addrs, err := h.LookupNetIP(ctx, lookupNet, host)
 	if err != nil {
 		return netip.AddrPort{}, err
 	}
