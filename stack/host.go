@@ -277,14 +277,20 @@ func (h *Host) watchLink(n *NIC, l StoppingLink) {
 	addrs := n.Addresses()
 	why := &netDownError{why: fmt.Sprintf("%s: %v", n, err)}
 	h.mu.Lock()
-	var failed []*UDPConn
+	conns := make([]*UDPConn, 0, len(h.conns))
 	for c := range h.conns {
-		a := c.LocalAddrPort().Addr().Unmap()
+		conns = append(conns, c)
+	}
+	h.mu.Unlock()
+	// LocalAddrPort takes the conn's locks, and h.mu for a zone: not under
+	// h.mu.
+	var failed []*UDPConn
+	for _, c := range conns {
+		a := c.LocalAddrPort().Addr().WithZone("").Unmap()
 		if !a.IsValid() || a.IsUnspecified() || slices.ContainsFunc(addrs, func(p netip.Prefix) bool { return p.Addr() == a }) {
 			failed = append(failed, c)
 		}
 	}
-	h.mu.Unlock()
 	// Mark the conns, disable the NIC, then fail them: a mark makes a send
 	// that finds no route meanwhile report ENETDOWN, and once a conn's
 	// calls fail, sends from other conns through the NIC find no route.

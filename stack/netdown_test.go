@@ -142,3 +142,29 @@ func TestSwitchNoDestination(t *testing.T) {
 		t.Errorf("no no-destination drop counted")
 	}
 }
+
+// Regression (found in review): failing the conns of a stopped link took
+// each conn's local address under the host's lock, which a link-local
+// address (it carries a zone, the NIC's name) needs too: a deadlock.
+func TestStoppedLinkWithLinkLocalConn(t *testing.T) {
+	sw := stack.NewSwitch(stack.SwitchOptions{Name: "sw"})
+	h, err := stack.NewHost(stack.HostOptions{Name: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	port, err := sw.NewPort(stack.PortOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := &stoppingPort{Port: port, done: make(chan struct{}), err: errors.New("device vanished")}
+	if _, err := h.AddNIC(link, stack.NICOptions{Name: "eth0", Addresses: []netip.Prefix{netip.MustParsePrefix("fe80::1/64")}}); err != nil {
+		t.Fatal(err)
+	}
+	c := listen(t, h, "udp6", "[fe80::1%eth0]:7")
+	close(link.done)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := c.ReadFromUDPAddrPort(make([]byte, 10)); !errors.Is(err, syscall.ENETDOWN) {
+		t.Errorf("read on a link-local conn after its link stopped = %v, want ENETDOWN", err)
+	}
+}
