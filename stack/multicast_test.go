@@ -3,6 +3,7 @@ package stack_test
 import (
 	"errors"
 	"net/netip"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -173,4 +174,27 @@ func TestMulticastLoopback(t *testing.T) {
 		}
 		expectNothing(t, rx) // once only
 	}
+}
+
+// Regression (found in review): JoinGroup took the membership lock then the
+// endpoint's, Disconnect (replacing the endpoint of a conn opened on port
+// 0) the other way round: run together, they could deadlock.
+func TestJoinGroupWhileDisconnecting(t *testing.T) {
+	_, hosts, _ := lan(t, 1500, 1500)
+	c := listen(t, hosts[0], "udp4", "0.0.0.0:0")
+	group := netip.MustParseAddr("239.1.1.1")
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for range 2000 {
+			c.JoinGroup(group, netip.Addr{})
+			c.LeaveGroup(group, netip.Addr{})
+		}
+	})
+	wg.Go(func() {
+		for range 2000 {
+			c.Connect(netip.MustParseAddrPort("10.0.0.2:9"))
+			c.Disconnect()
+		}
+	})
+	wg.Wait() // a deadlock ends in the test binary's timeout
 }

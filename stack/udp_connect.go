@@ -67,6 +67,10 @@ func (c *UDPConn) Disconnect() error {
 	if c.isClosed() {
 		return c.closedErr("connect")
 	}
+	// The memberships are copied to a new endpoint below: mcMu first, the
+	// order JoinGroup takes them in.
+	c.mcMu.Lock()
+	defer c.mcMu.Unlock()
 	c.epMu.Lock()
 	defer c.epMu.Unlock()
 	if c.unbound {
@@ -131,7 +135,7 @@ func (c *UDPConn) rlockBoundLazy(op string, raddr func() net.Addr) error {
 }
 
 // copyEndpoint returns a new, unbound endpoint with old's options and the
-// conn's multicast memberships.
+// conn's multicast memberships; c.mcMu is held.
 func (c *UDPConn) copyEndpoint(old tcpip.Endpoint) (tcpip.Endpoint, tcpip.Error) {
 	ep, tcpipErr := c.host.s.NewEndpoint(udp.ProtocolNumber, c.proto, &c.wq)
 	if tcpipErr != nil {
@@ -158,11 +162,9 @@ func (c *UDPConn) copyEndpoint(old tcpip.Endpoint) (tcpip.Endpoint, tcpip.Error)
 	if old.GetSockOpt(&mif) == nil {
 		ep.SetSockOpt(&mif)
 	}
-	c.mcMu.Lock()
 	for k := range c.groups {
 		ep.SetSockOpt(&tcpip.AddMembershipOption{NIC: k.nic, MulticastAddr: toTCPIPAddr(k.group)})
 	}
-	c.mcMu.Unlock()
 	return ep, nil
 }
 
@@ -190,22 +192,27 @@ func (c *UDPConn) drain(old tcpip.Endpoint) {
 
 // readCarried returns what a replaced endpoint left, if anything.
 func (c *UDPConn) readCarried(b []byte) (ok bool, n int, from netip.AddrPort, err error) {
-	c.carryMu.Lock()
-	defer c.carryMu.Unlock()
-	if tcpipErr := c.carriedErr; tcpipErr != nil {
-		c.carriedErr = nil
-		return true, 0, netip.AddrPort{}, opError("read", nil, nil, tcpipErr)
-	}
-	for len(c.carried) > 0 {
+	for {
+		c.carryMu.Lock()
+		if tcpipErr := c.carriedErr; tcpipErr != nil {
+			c.carriedErr = nil
+			c.carryMu.Unlock()
+			return true, 0, netip.AddrPort{}, opError("read", nil, nil, tcpipErr)
+		}
+		if len(c.carried) == 0 {
+			c.carryMu.Unlock()
+			return false, 0, netip.AddrPort{}, nil
+		}
 		d := c.carried[0]
 		c.carried[0] = carriedDatagram{}
 		c.carried = c.carried[1:]
+		c.carryMu.Unlock()
+		// Not under carryMu: admit takes mcMu, toAddrPort the host's lock.
 		if !c.admit(d.from.Addr, d.cm) {
 			continue
 		}
 		return true, copy(b, d.data), c.toAddrPort(d.from), nil
 	}
-	return false, 0, netip.AddrPort{}, nil
 }
 
 // takeCarriedErr returns and forgets the pending error a replaced endpoint
