@@ -515,6 +515,11 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
+	if c.isClosed() {
+		// Closed while this write waited: close flushed the route cache
+		// under writeMu, and nothing may fill it again.
+		return 0, c.closedErr("write")
+	}
 	// raddr is only for errors: built when one happens.
 	raddr := func() net.Addr {
 		if addr.IsValid() {
