@@ -485,8 +485,12 @@ func (h *Host) LookupNetIP(ctx context.Context, network, host string) ([]netip.A
 }
 
 // Close closes every conn of the host (their calls fail with an error
-// matching both net.ErrClosed and syscall.ENETDOWN), removes its NICs (their links are closed: a Switch port
-// leaves its switch) and stops the stack. It leaves no goroutine behind.
+// matching both net.ErrClosed and syscall.ENETDOWN), removes its NICs
+// (their links are closed: a Switch port leaves its switch) and stops the
+// stack. It leaves no goroutine behind: it waits for the stack's timer
+// callbacks that are running (an ARP probe on its way, say), so it must
+// not be called from code such a callback runs (a drop hook or capture
+// sink seeing the host's own probes): that would wait for itself.
 // Calling Close again does nothing.
 func (h *Host) Close() error {
 	h.mu.Lock()
