@@ -90,28 +90,10 @@ func benchDgram(b *testing.B, txLoop *dgram.Loop, tx *dgram.Socket, got <-chan s
 			}
 		}
 	}
-	timer := time.NewTimer(allocLost)
-	defer timer.Stop()
-	window := func(n int) {
+	sendWindows(b, got, func(n int) {
 		k = n
 		txLoop.Post(sendWindow)
-		timer.Reset(allocLost)
-		for i := 0; i < n; i++ {
-			select {
-			case <-got:
-			case <-timer.C:
-				b.Fatalf("%d of a window of %d datagrams did not arrive within %v", n-i, n, allocLost)
-			}
-		}
-	}
-	window(1) // resolve ARP before timing
-	b.ReportAllocs()
-	b.ResetTimer()
-	for sent := 0; sent < b.N; sent += allocWindow {
-		window(min(allocWindow, b.N-sent))
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "datagrams/s")
+	})
 	if st := tx.Stats(); st.SendErrors != 0 {
 		b.Fatalf("%d sends failed", st.SendErrors)
 	}
@@ -188,16 +170,25 @@ func benchUDPConn(b *testing.B, write func(c *stack.UDPConn, msg []byte) error, 
 	}()
 	b.Cleanup(func() { rx.Close(); <-readerDone })
 	msg := make([]byte, allocPayload)
-	timer := time.NewTimer(allocLost)
-	defer timer.Stop()
-	window := func(n int) {
-		for i := 0; i < n; i++ {
+	sendWindows(b, got, func(n int) {
+		for range n {
 			if err := write(tx, msg); err != nil {
 				b.Fatal(err)
 			}
 		}
+	})
+}
+
+// sendWindows times b.N datagrams sent in windows of allocWindow: send(n)
+// sends n of them, and got receives a signal for each that arrives. A
+// first window of one resolves ARP before the timer starts.
+func sendWindows(b *testing.B, got <-chan struct{}, send func(n int)) {
+	timer := time.NewTimer(allocLost)
+	defer timer.Stop()
+	window := func(n int) {
+		send(n)
 		timer.Reset(allocLost)
-		for i := 0; i < n; i++ {
+		for i := range n {
 			select {
 			case <-got:
 			case <-timer.C:
@@ -205,7 +196,7 @@ func benchUDPConn(b *testing.B, write func(c *stack.UDPConn, msg []byte) error, 
 			}
 		}
 	}
-	window(1) // resolve ARP before timing
+	window(1)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for sent := 0; sent < b.N; sent += allocWindow {

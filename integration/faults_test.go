@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"slices"
 	"testing"
 	"time"
 
@@ -145,15 +146,8 @@ func (p *peer) bursts(size, port int, addr string, after func(echoes int) (hold 
 
 func wantEvents(t *testing.T, p *peer, want ...string) {
 	t.Helper()
-	if len(p.events) != len(want) {
+	if !slices.Equal(p.events, want) {
 		t.Errorf("%s: events %q, want %q", p.name, p.events, want)
-		return
-	}
-	for i := range want {
-		if p.events[i] != want[i] {
-			t.Errorf("%s: events %q, want %q", p.name, p.events, want)
-			return
-		}
 	}
 }
 

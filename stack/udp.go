@@ -510,23 +510,15 @@ func (c *UDPConn) Write(b []byte) (int, error) {
 }
 
 func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (int, error) {
-	if c.isClosed() {
-		return 0, c.closedErr("write")
-	}
 	c.writeMu.Lock()
 	defer c.writeMu.Unlock()
 	if c.isClosed() {
-		// Closed while this write waited: close flushed the route cache
-		// under writeMu, and nothing may fill it again.
+		// Checked under writeMu: close flushes the route cache holding it,
+		// and nothing may fill it again afterwards.
 		return 0, c.closedErr("write")
 	}
 	// raddr is only for errors: built when one happens.
-	raddr := func() net.Addr {
-		if addr.IsValid() {
-			return net.UDPAddrFromAddrPort(addr)
-		}
-		return nil
-	}
+	raddr := func() net.Addr { return udpAddr(addr) }
 	if tcpipErr := c.takeCarriedErr(); tcpipErr != nil {
 		return 0, opError("write", c.LocalAddr(), raddr(), tcpipErr)
 	}

@@ -59,42 +59,44 @@ func Missing() string {
 // where that cannot be read.
 func missingCaps() string {
 	const capNetAdmin, capSysAdmin = 12, 21
-	status, err := os.ReadFile("/proc/self/status")
-	if err != nil {
+	caps, ok := effectiveCaps()
+	if !ok {
 		if os.Geteuid() != 0 {
 			return "not root (run the tests as root, e.g. sudo go test)"
 		}
 		return ""
 	}
-	for _, line := range strings.Split(string(status), "\n") {
-		hexCaps, ok := strings.CutPrefix(line, "CapEff:")
-		if !ok {
-			continue
-		}
-		caps, err := strconv.ParseUint(strings.TrimSpace(hexCaps), 16, 64)
-		if err != nil {
-			break
-		}
-		var lack []string
-		if caps&(1<<capNetAdmin) == 0 {
-			lack = append(lack, "CAP_NET_ADMIN")
-		}
-		if caps&(1<<capSysAdmin) == 0 {
-			lack = append(lack, "CAP_SYS_ADMIN")
-		}
-		if len(lack) == 0 {
-			return ""
-		}
-		who := "root without"
-		if os.Geteuid() != 0 {
-			who = "not root, without"
-		}
-		return who + " " + strings.Join(lack, " and ") + " (run the tests as root with them, e.g. sudo go test)"
+	var lack []string
+	if caps&(1<<capNetAdmin) == 0 {
+		lack = append(lack, "CAP_NET_ADMIN")
 	}
+	if caps&(1<<capSysAdmin) == 0 {
+		lack = append(lack, "CAP_SYS_ADMIN")
+	}
+	if len(lack) == 0 {
+		return ""
+	}
+	who := "root without"
 	if os.Geteuid() != 0 {
-		return "not root (run the tests as root, e.g. sudo go test)"
+		who = "not root, without"
 	}
-	return ""
+	return who + " " + strings.Join(lack, " and ") + " (run the tests as root with them, e.g. sudo go test)"
+}
+
+// effectiveCaps returns the process's effective capabilities (CapEff in
+// /proc/self/status); false where they cannot be read.
+func effectiveCaps() (uint64, bool) {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if hexCaps, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(hexCaps), 16, 64)
+			return caps, err == nil
+		}
+	}
+	return 0, false
 }
 
 // Netns is a network namespace a test created; it is deleted when the
