@@ -107,11 +107,17 @@ func newFlagSet(name, args, summary string, stdout io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parseFlags parses args, turning flag errors into usage errors.
+// parseFlags parses args, turning flag errors into usage errors. The help
+// goes to stdout once, and only when asked for: package flag would also
+// print it on a bad flag, where the one-line error on stderr says enough.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	help := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = help
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
+			help()
 			return flag.ErrHelp
 		}
 		return usagef("%s: %v", fs.Name(), err)

@@ -39,6 +39,10 @@ func TestUsage(t *testing.T) {
 		{[]string{"demo", "--timeout", "0s"}, 2, "--timeout must be positive"},
 		{[]string{"inspect"}, 2, "want exactly one FILE"},
 		{[]string{"inspect", "--help"}, 0, "-json"},
+		{[]string{"echo", "--help"}, 0, "-tun"},
+		{[]string{"send", "-h"}, 0, "-to"},
+		{[]string{"bench", "--help"}, 0, "Usage: dgramlab bench"},
+		{[]string{"inspect", "--bogus", "x"}, 2, "flag provided but not defined: -bogus"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runCLI(t, c.args...)
@@ -47,6 +51,12 @@ func TestUsage(t *testing.T) {
 		}
 		if code != 0 && strings.Count(strings.TrimSpace(stderr), "\n") > 0 && !strings.Contains(stderr, "Usage") {
 			t.Errorf("dgramlab %q: error is not one line: %q", c.args, stderr)
+		}
+		if code == 2 && len(c.args) > 0 && stdout != "" {
+			t.Errorf("dgramlab %q: a usage error printed to stdout:\n%s", c.args, stdout)
+		}
+		if n := strings.Count(stdout, "Usage:"); code == 0 && n != 1 {
+			t.Errorf("dgramlab %q: the help is printed %d times:\n%s", c.args, n, stdout)
 		}
 	}
 }
