@@ -166,6 +166,9 @@ type NICOptions struct {
 // and the first NIC the ff00::/8 route, as a LAN host's default route and
 // Linux's per-interface multicast routes would: joining or sending to a
 // group without naming an interface then uses that NIC.
+//
+// A link carries one NIC: AddNIC refuses a link that is attached already,
+// or a wrapper around one.
 func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	if ep == nil {
 		return nil, fmt.Errorf("stack: host %s: AddNIC with a nil link endpoint", h.name)
@@ -177,6 +180,9 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	}
 	if opts.MTU < 0 {
 		return nil, fmt.Errorf("stack: host %s: negative MTU %d", h.name, opts.MTU)
+	}
+	if attachedLink(ep) {
+		return nil, fmt.Errorf("stack: host %s: the link is attached to a NIC already (a link carries one NIC; remove that NIC or close its host first)", h.name)
 	}
 	h.mu.Lock()
 	if h.closed {
@@ -248,6 +254,23 @@ type StoppingLink interface {
 
 // stoppingLink finds a StoppingLink in ep or under it, through wrappers
 // with an Unwrap method (capture.Tap, ImpairedLink).
+// attachedLink reports whether ep, or a link it wraps, is attached to a
+// NIC already: attaching it again would take its frames away from that
+// NIC without a word.
+func attachedLink(ep stack.LinkEndpoint) bool {
+	for ep != nil {
+		if ep.IsAttached() {
+			return true
+		}
+		u, ok := ep.(interface{ Unwrap() stack.LinkEndpoint })
+		if !ok {
+			return false
+		}
+		ep = u.Unwrap()
+	}
+	return false
+}
+
 func stoppingLink(ep stack.LinkEndpoint) StoppingLink {
 	for ep != nil {
 		if l, ok := ep.(StoppingLink); ok {
@@ -444,6 +467,9 @@ func normHostName(name string) string {
 // literal resolves to itself; "localhost" is 127.0.0.1 and ::1. There is no
 // DNS: any other name fails with a *net.DNSError whose IsNotFound is set.
 func (h *Host) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, &net.DNSError{Err: err.Error(), Name: host, IsTimeout: errors.Is(err, context.DeadlineExceeded)}
 	}

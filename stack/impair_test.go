@@ -517,7 +517,9 @@ func TestImpairedLink(t *testing.T) {
 		}
 		wrapped.SetImpairments(stack.FromHost, stack.Impairments{Loss: 1})
 		ca.WriteToUDPAddrPort([]byte("lost"), toB)
-		ea.SetLinkMTU(100)
+		if err := ea.SetLinkMTU(100); err != nil {
+			t.Fatal(err)
+		}
 		wrapped.SetImpairments(stack.FromHost, stack.Impairments{})
 		ca.WriteToUDPAddrPort(make([]byte, 200), toB)
 		if !slices.Equal(reasons, []string{stack.DropLoss, stack.DropMTU}) || wrapped.Counters().Drops[stack.DropLoss] != 1 {

@@ -1,8 +1,6 @@
 package stack
 
 import (
-	"fmt"
-
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -30,11 +28,11 @@ func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
 	if opts.Name == "" {
 		opts.Name = "pipe"
 	}
-	if opts.MTU <= 0 {
+	if opts.MTU == 0 {
 		opts.MTU = DefaultMTU
 	}
-	if opts.MTU < header.IPv4MinimumMTU {
-		return nil, nil, fmt.Errorf("stack: pipe MTU %d is below the IPv4 minimum of %d", opts.MTU, header.IPv4MinimumMTU)
+	if err := checkMTU("pipe", opts.MTU); err != nil {
+		return nil, nil, err
 	}
 	a = &PipeEnd{name: opts.Name + "/a"}
 	b = &PipeEnd{name: opts.Name + "/b"}
@@ -87,8 +85,15 @@ func (e *PipeEnd) SetImpairments(dir Direction, im Impairments) error {
 func (e *PipeEnd) Impairments(dir Direction) Impairments { return e.impairments(dir) }
 
 // SetLinkMTU changes the MTU this end enforces on packets it sends and
-// receives (not the NIC's MTU).
-func (e *PipeEnd) SetLinkMTU(mtu int) { e.mtu.Store(uint32(mtu)) }
+// receives (not the NIC's MTU). An MTU out of [68, 65535] is an error and
+// changes nothing.
+func (e *PipeEnd) SetLinkMTU(mtu int) error {
+	if err := checkMTU("pipe", mtu); err != nil {
+		return err
+	}
+	e.mtu.Store(uint32(mtu))
+	return nil
+}
 
 // WritePackets implements stack.LinkWriter.
 func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {

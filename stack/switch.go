@@ -15,6 +15,21 @@ import (
 // DefaultMTU is the MTU of a Switch port or Pipe whose options leave it 0.
 const DefaultMTU = 1500
 
+// MinMTU and MaxMTU bound the MTU of a Switch port or a Pipe: IPv4's
+// minimum, and the largest IPv4 packet.
+const (
+	MinMTU = header.IPv4MinimumMTU
+	MaxMTU = 65535
+)
+
+// checkMTU says what is wrong with a link MTU, if anything.
+func checkMTU(what string, mtu int) error {
+	if mtu < MinMTU || mtu > MaxMTU {
+		return fmt.Errorf("stack: %s MTU %d is out of range [%d, %d]", what, mtu, MinMTU, MaxMTU)
+	}
+	return nil
+}
+
 // SwitchOptions configure a Switch. The zero value is a 1500-MTU switch
 // named "sw".
 type SwitchOptions struct {
@@ -68,7 +83,7 @@ func NewSwitch(opts SwitchOptions) *Switch {
 	if opts.Name == "" {
 		opts.Name = "sw"
 	}
-	if opts.MTU <= 0 {
+	if opts.MTU == 0 {
 		opts.MTU = DefaultMTU
 	}
 	h := fnv.New32a()
@@ -101,14 +116,17 @@ type PortOptions struct {
 // attach it to a host with Host.AddNIC (optionally wrapped, e.g. by a
 // capture tap).
 func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
-	if opts.MTU <= 0 {
+	if opts.MTU == 0 {
 		opts.MTU = sw.mtu
 	}
-	if opts.MTU < header.IPv4MinimumMTU {
-		return nil, fmt.Errorf("stack: port MTU %d is below the IPv4 minimum of %d", opts.MTU, header.IPv4MinimumMTU)
+	if err := checkMTU("port", opts.MTU); err != nil {
+		return nil, err
 	}
-	if opts.NICMTU <= 0 {
+	if opts.NICMTU == 0 {
 		opts.NICMTU = opts.MTU
+	}
+	if err := checkMTU("port's NIC", opts.NICMTU); err != nil {
+		return nil, err
 	}
 	sw.mu.Lock()
 	defer sw.mu.Unlock()
@@ -295,8 +313,15 @@ func (p *Port) SetImpairments(dir Direction, im Impairments) error {
 // or ToHost).
 func (p *Port) Impairments(dir Direction) Impairments { return p.impairments(dir) }
 
-// SetPortMTU changes the MTU the port enforces (not the NIC's MTU).
-func (p *Port) SetPortMTU(mtu int) { p.mtu.Store(uint32(mtu)) }
+// SetPortMTU changes the MTU the port enforces (not the NIC's MTU). An MTU
+// out of [68, 65535] is an error and changes nothing.
+func (p *Port) SetPortMTU(mtu int) error {
+	if err := checkMTU("port", mtu); err != nil {
+		return err
+	}
+	p.mtu.Store(uint32(mtu))
+	return nil
+}
 
 // PortMTU returns the MTU the port enforces.
 func (p *Port) PortMTU() int { return int(p.mtu.Load()) }

@@ -1,0 +1,122 @@
+package stack_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+
+	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/stack"
+)
+
+// TestLinkAttachedOnce: a link carries one NIC. Attaching a link (or a
+// wrapper around one) that is attached already would take its frames away
+// from the first NIC with no counter saying so; AddNIC refuses it.
+func TestLinkAttachedOnce(t *testing.T) {
+	_, hosts, ports := lan(t, 1500, 1500)
+	h2, err := stack.NewHost(stack.HostOptions{Name: "h2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h2.Close()
+	pa, pb, err := stack.NewPipe(stack.PipeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hosts[0].AddNIC(pa, stack.NICOptions{Name: "p0"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		host *stack.Host
+		ep   gvstack.LinkEndpoint
+	}{
+		{"port on another host", h2, ports[0]},
+		{"port on its own host again", hosts[0], ports[0]},
+		{"pipe end on another host", h2, pa},
+		{"wrapped attached port", h2, stack.NewImpairedLink(ports[1], stack.ImpairedLinkOptions{})},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := c.host.AddNIC(c.ep, stack.NICOptions{Name: "dup"})
+			if err == nil || !strings.Contains(err.Error(), "attached to a NIC already") {
+				t.Fatalf("AddNIC = %v, want an error saying the link is attached already", err)
+			}
+		})
+	}
+	// The first NICs still carry their traffic.
+	c1 := listen(t, hosts[1], "udp4", "10.0.0.2:7")
+	c0 := listen(t, hosts[0], "udp4", "10.0.0.1:0")
+	if _, err := c0.WriteToUDPAddrPort([]byte("still here"), netip.MustParseAddrPort("10.0.0.2:7")); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := recv(t, c1); string(got) != "still here" {
+		t.Fatalf("got %q", got)
+	}
+	// A free end of the same pipe, and a port whose host has closed, can be
+	// attached.
+	if _, err := h2.AddNIC(pb, stack.NICOptions{}); err != nil {
+		t.Fatalf("AddNIC(free pipe end) = %v", err)
+	}
+	hosts[1].Close()
+	if _, err := h2.AddNIC(ports[1], stack.NICOptions{Name: "again"}); err != nil {
+		t.Fatalf("AddNIC(port of a closed host) = %v", err)
+	}
+}
+
+// TestLinkMTURange: link MTUs out of [68, 65535] are errors, never a silent
+// default or a wrapped-around uint32 that turns enforcement off.
+func TestLinkMTURange(t *testing.T) {
+	sw := stack.NewSwitch(stack.SwitchOptions{})
+	for _, mtu := range []int{-5, 1, 67, 65536, 1 << 40} {
+		if _, err := sw.NewPort(stack.PortOptions{MTU: mtu}); err == nil || !strings.Contains(err.Error(), "out of range") {
+			t.Errorf("NewPort(MTU %d) = %v, want out of range", mtu, err)
+		}
+		if _, err := sw.NewPort(stack.PortOptions{NICMTU: mtu}); err == nil {
+			t.Errorf("NewPort(NICMTU %d) succeeded", mtu)
+		}
+		if _, _, err := stack.NewPipe(stack.PipeOptions{MTU: mtu}); err == nil {
+			t.Errorf("NewPipe(MTU %d) succeeded", mtu)
+		}
+	}
+	p, err := sw.NewPort(stack.PortOptions{MTU: 576})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _, err := stack.NewPipe(stack.PipeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mtu := range []int{-1, 0, 67, 65536} {
+		if err := p.SetPortMTU(mtu); err == nil {
+			t.Errorf("SetPortMTU(%d) succeeded", mtu)
+		}
+		if err := a.SetLinkMTU(mtu); err == nil {
+			t.Errorf("SetLinkMTU(%d) succeeded", mtu)
+		}
+	}
+	if p.PortMTU() != 576 {
+		t.Errorf("port MTU %d after refused changes, want 576", p.PortMTU())
+	}
+	if err := p.SetPortMTU(68); err != nil || p.PortMTU() != 68 {
+		t.Errorf("SetPortMTU(68) = %v, MTU %d", err, p.PortMTU())
+	}
+}
+
+// TestNilContext: calls that take a context fail on a nil one instead of
+// panicking.
+func TestNilContext(t *testing.T) {
+	h, err := stack.NewHost(stack.HostOptions{Name: "nilctx"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	var nilCtx context.Context
+	if _, err := h.LookupNetIP(nilCtx, "ip", "localhost"); err == nil {
+		t.Error("LookupNetIP(nil ctx) succeeded")
+	}
+	if _, err := h.DialContext(nilCtx, "udp", "127.0.0.1:9"); err == nil {
+		t.Error("DialContext(nil ctx) succeeded")
+	}
+}
