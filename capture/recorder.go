@@ -2,6 +2,7 @@ package capture
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -82,6 +83,9 @@ func (r *Recorder) Wait(ctx context.Context, m Matcher) (Frame, error) {
 // with a *WaitError, which holds every frame recorded so far, when ctx ends
 // first.
 func (r *Recorder) WaitCount(ctx context.Context, m Matcher, n int) ([]Frame, error) {
+	if ctx == nil || m == nil {
+		return nil, errors.New("capture: WaitCount needs a context and a matcher, not nil")
+	}
 	var (
 		matched []Frame
 		next    int // index of the next frame to look at

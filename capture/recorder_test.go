@@ -133,3 +133,14 @@ func TestRecorderConcurrent(t *testing.T) {
 		t.Errorf("Len() = %d, want %d", rec.Len(), writers*len(fs))
 	}
 }
+
+func TestRecorderWaitNilArguments(t *testing.T) {
+	rec := NewRecorder()
+	var nilCtx context.Context
+	if _, err := rec.Wait(nilCtx, Dir(Inbound)); err == nil {
+		t.Error("Wait(nil ctx) succeeded")
+	}
+	if _, err := rec.WaitCount(context.Background(), nil, 1); err == nil {
+		t.Error("WaitCount(nil matcher) succeeded")
+	}
+}

@@ -3,6 +3,7 @@ package dgram_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/dgramlab/dgramlab/dgram"
@@ -140,6 +141,20 @@ func TestLoopCancel(t *testing.T) {
 			t.Fatalf("Run = %v, want context.Canceled", err)
 		}
 		x.want("listening", "closed")
+	})
+}
+
+// Run with a nil context is an error, not a panic; the loop can run after.
+func TestLoopRunNilContext(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		var nilCtx context.Context
+		if err := x.loop.Run(nilCtx); err == nil || !strings.Contains(err.Error(), "nil context") {
+			t.Fatalf("Run(nil) = %v, want a nil-context error", err)
+		}
+		s := x.sock("udp4")
+		s.Bind(0, "127.0.0.1", func() { x.log("listening"); s.Close(nil) })
+		x.mustRun()
+		x.want("listening")
 	})
 }
 

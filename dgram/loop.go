@@ -185,6 +185,9 @@ var ErrLoopRunning = errors.New("dgram: loop is already running")
 // Before returning, Run waits for the reader goroutines of closed sockets,
 // so a closed socket leaves no goroutine behind.
 func (l *Loop) Run(ctx context.Context) error {
+	if ctx == nil {
+		return errors.New("dgram: Loop.Run with a nil context (use context.Background())")
+	}
 	l.mu.Lock()
 	if l.running {
 		l.mu.Unlock()

@@ -2,6 +2,7 @@ package dgram
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 )
@@ -37,6 +38,9 @@ var _ Network = systemNetwork{}
 // resolver drops the zone), or, when it is not of network's family, as a
 // *net.DNSError with IsNotFound set.
 func (systemNetwork) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	if ctx == nil {
+		return nil, errNilContext
+	}
 	var want func(netip.Addr) bool
 	switch network {
 	case "ip":
@@ -62,3 +66,6 @@ func (systemNetwork) LookupNetIP(ctx context.Context, network, host string) ([]n
 	}
 	return addrs, err
 }
+
+// errNilContext is what a lookup with a nil context fails with.
+var errNilContext = errors.New("dgram: lookup with a nil context")

@@ -52,6 +52,9 @@ func (h *Host) Dial(network, address string) (net.Conn, error) {
 // signature of net.Dialer.DialContext, for libraries that take a dial
 // function.
 func (h *Host) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	if ctx == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: errNilContext}
+	}
 	raddr, err := h.resolveAddrPortContext(ctx, network, address)
 	if err != nil {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: err}

@@ -128,3 +128,6 @@ func errnoError(op string, laddr, raddr net.Addr, errno syscall.Errno) error {
 
 // ErrHostClosed is returned by Host methods called after Host.Close.
 var ErrHostClosed = errors.New("stack: host closed")
+
+// errNilContext is what a call given a nil context fails with.
+var errNilContext = errors.New("stack: nil context")
