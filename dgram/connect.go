@@ -34,6 +34,7 @@ func (s *Socket) Connect(port int, address string, cb func(err error)) error {
 	l := s.loop
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.abortSignalledLocked()
 	if port <= 0 || port > 65535 {
 		return errBadPort(port, false)
 	}
@@ -131,6 +132,7 @@ func (s *Socket) doConnect(ip netip.Addr, err error, host, address string, port 
 func (s *Socket) Disconnect() error {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.connectState != connConnected {
 		return errNotConnected()
 	}
@@ -154,6 +156,7 @@ func (s *Socket) Disconnect() error {
 func (s *Socket) RemoteAddress() (AddressInfo, error) {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return AddressInfo{}, errNotRunning()
 	}

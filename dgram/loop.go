@@ -37,6 +37,9 @@ type Loop struct {
 	// while a write delivers synchronously to a socket of this loop).
 	readyMu sync.Mutex
 	ready   []*Socket
+	// signalled holds the sockets that have a Context (Node's signal)
+	// and are not known to be closed, for abortSignalledLocked.
+	signalled []*Socket
 	// closing holds the reader-done channels of closed sockets, which Run
 	// waits for before it returns.
 	closing []chan struct{}
@@ -50,6 +53,32 @@ func NewLoop(network Network) *Loop {
 
 // Network returns the loop's default network.
 func (l *Loop) Network() Network { return l.network }
+
+// abortSignalledLocked closes the sockets whose Context is done, as Node
+// closes a socket in its signal's abort listener. It runs at the start of
+// every socket call and before each event the loop dispatches, so that a
+// cancel made on the loop is in force before anything else happens there.
+// Sockets sharing a Context close in the order they were created, as
+// Node runs a signal's abort listeners.
+func (l *Loop) abortSignalledLocked() {
+	if len(l.signalled) == 0 {
+		return
+	}
+	keep := l.signalled[:0]
+	for _, s := range l.signalled {
+		if s.closed {
+			continue
+		}
+		select {
+		case <-s.opts.Context.Done():
+			s.abortLocked()
+		default:
+			keep = append(keep, s)
+		}
+	}
+	clear(l.signalled[len(keep):])
+	l.signalled = keep
+}
 
 // nextTick queues fn to run before any further I/O event.
 func (l *Loop) nextTick(fn func()) {
@@ -243,6 +272,7 @@ func (l *Loop) Run(ctx context.Context) error {
 				continue
 			}
 		}
+		l.abortSignalledLocked()
 		l.takeReadyLocked()
 		if l.tickHead < len(l.ticks) {
 			fn := l.ticks[l.tickHead]

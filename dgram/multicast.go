@@ -32,6 +32,7 @@ func (s *Socket) SetMulticastInterface(iface string) error {
 	const call = "setMulticastInterface"
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return errNotRunning()
 	}
@@ -83,6 +84,7 @@ func (s *Socket) DropMembership(group, iface string) error {
 func (s *Socket) membership(call, group, iface string, fn func(MulticastConn, netip.Addr, netip.Addr) error) error {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return errNotRunning()
 	}
@@ -134,6 +136,7 @@ func (s *Socket) DropSourceSpecificMembership(source, group, iface string) error
 func (s *Socket) sourceMembership(call, source, group, iface string, fn func(MulticastConn, netip.Addr, netip.Addr, netip.Addr) error) error {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return errNotRunning()
 	}

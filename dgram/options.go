@@ -8,6 +8,7 @@ import "syscall"
 func (s *Socket) SetBroadcast(flag bool) error {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return errNotRunning()
 	}
@@ -56,6 +57,7 @@ func (s *Socket) SetMulticastTTL(ttl int) error {
 func (s *Socket) setTTL(call string, ttl, lowest int, set func(OptionConn, int) error) error {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return errNotRunning()
 	}
@@ -78,6 +80,7 @@ func (s *Socket) setTTL(call string, ttl, lowest int, set func(OptionConn, int) 
 func (s *Socket) SetMulticastLoopback(on bool) error {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return errNotRunning()
 	}
@@ -127,6 +130,7 @@ func (s *Socket) bufferSize(size int, recv bool) (int, error) {
 	}
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return 0, errNotRunning()
 	}
@@ -167,6 +171,7 @@ func (s *Socket) GetSendQueueCount() (int, error) { return s.sendQueue() }
 func (s *Socket) sendQueue() (int, error) {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return 0, errNotRunning()
 	}

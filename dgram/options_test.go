@@ -185,6 +185,54 @@ func TestSocketContext(t *testing.T) {
 	})
 }
 
+// B83 (signal): a cancel inside a callback closes the socket at once, as
+// Node's abort() does: calls after it fail with NOT_RUNNING, nothing is
+// sent, and 'close' comes before the next I/O event. A cancel while the
+// socket is binding with a send queued closes it once it is bound:
+// 'listening', then 'close', and the send's callback never runs. Node v20
+// on Linux printed, for the same program: t aborted sync, listening, after
+// abort, send throws ERR_SOCKET_DGRAM_NOT_RUNNING, address throws
+// ERR_SOCKET_DGRAM_NOT_RUNNING, t listening, close, t close, immediate
+// (with nextTicks around the abort, that Go has no call for, left out).
+func TestSocketContextCancelIsImmediate(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		for round := 0; round < 20; round++ { // the old AfterFunc close raced
+			x.events = nil
+			ctx, cancel := context.WithCancel(context.Background())
+			s, _ := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp4", Context: ctx}, nil)
+			s.OnClose(func() { x.log("close") })
+			s.Bind(0, "127.0.0.1", func() {
+				x.log("listening")
+				cancel()
+				x.log("after abort")
+				err := s.Send([]byte("x"), 9, "127.0.0.1", func(int, error) { x.log("send cb") })
+				x.log("send %s", errString(err))
+				_, err = s.Address()
+				x.log("address %s", errString(err))
+				x.loop.Post(func() { x.log("immediate") })
+			})
+			ctx2, cancel2 := context.WithCancel(context.Background())
+			u, _ := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp4", Context: ctx2}, nil)
+			u.OnClose(func() { x.log("t close") })
+			u.OnListening(func() { x.log("t listening") })
+			u.Send([]byte("y"), 9, "127.0.0.1", func(n int, err error) { x.log("t send cb %v", err) })
+			cancel2()
+			x.log("t aborted sync")
+			x.mustRun()
+			x.want("t aborted sync", "listening", "after abort",
+				"send ERR_SOCKET_DGRAM_NOT_RUNNING Not running",
+				"address ERR_SOCKET_DGRAM_NOT_RUNNING Not running",
+				"t listening", "close", "t close", "immediate")
+			if st := s.Stats(); st.Sent != 0 {
+				t.Fatalf("round %d: %d datagrams sent after the cancel", round, st.Sent)
+			}
+			if t.Failed() {
+				return
+			}
+		}
+	})
+}
+
 // B83: a custom lookup resolves every address, literals and defaults
 // included; its error goes where a DNS error would.
 func TestCustomLookup(t *testing.T) {

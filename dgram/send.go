@@ -63,6 +63,7 @@ func (s *Socket) SendBuffers(bufs [][]byte, port int, address string, cb func(n 
 func (s *Socket) send(buf []byte, port int, address string, cb func(int, error)) error {
 	l := s.loop
 	l.mu.Lock()
+	l.abortSignalledLocked()
 	connected := s.connectState == connConnected
 	if connected {
 		if port != 0 || address != "" {

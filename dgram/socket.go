@@ -42,8 +42,15 @@ type SocketOptions struct {
 	// names only.
 	Lookup LookupFunc
 	// Context, if not nil, is Node's signal: when it is done the socket is
-	// closed ('close' is emitted); if it is already done, CreateSocketWith
-	// returns a socket that is closing. Default: none.
+	// closed as by Close ('close' is emitted); if it is already done,
+	// CreateSocketWith returns a socket that is closing. Default: none.
+	//
+	// As in Node, the socket is closed by the time anything else happens
+	// on the loop: a cancel in a callback is seen by the next call on any
+	// socket of the loop (Send after it fails with
+	// ERR_SOCKET_DGRAM_NOT_RUNNING) and before the loop runs the next
+	// event. A cancel from another goroutine takes effect when the loop
+	// next looks, or at once when the loop is idle.
 	Context context.Context
 }
 
@@ -216,7 +223,16 @@ func (l *Loop) CreateSocketWith(opts SocketOptions, onMessage func(msg []byte, r
 		if opts.Context.Err() != nil {
 			s.Close(nil)
 		} else {
-			stop := context.AfterFunc(opts.Context, func() { s.Close(nil) })
+			l.mu.Lock()
+			l.signalled = append(l.signalled, s)
+			l.mu.Unlock()
+			// The loop looks at the Context on every call and event; this
+			// closes the socket when nothing happens on the loop.
+			stop := context.AfterFunc(opts.Context, func() {
+				l.mu.Lock()
+				l.abortSignalledLocked()
+				l.mu.Unlock()
+			})
 			l.mu.Lock()
 			s.stopCtx = stop
 			if s.closed { // closed meanwhile
@@ -294,6 +310,7 @@ func (s *Socket) BindWith(opts BindOptions, cb func()) error {
 	l := s.loop
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.abortSignalledLocked()
 	if opts.Port < 0 || opts.Port > 65535 {
 		return errBadPort(opts.Port, true)
 	}
@@ -423,6 +440,7 @@ func (s *Socket) Close(cb func()) error {
 	l := s.loop
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.abortSignalledLocked()
 	if cb != nil {
 		s.addListenerLocked(evClose, cb, false)
 	}
@@ -436,6 +454,19 @@ func (s *Socket) Close(cb func()) error {
 	s.closeLocked()
 	l.nextTickLocked(func() { s.emit(evClose, callPlain) })
 	return nil
+}
+
+// abortLocked is Close(nil) for a socket whose Context is done.
+func (s *Socket) abortLocked() {
+	if s.queued {
+		s.queue = append(s.queue, func() { s.Close(nil) })
+		return
+	}
+	if s.closed {
+		return
+	}
+	s.closeLocked()
+	s.loop.nextTickLocked(func() { s.emit(evClose, callPlain) })
 }
 
 // closeLocked releases the network endpoint and stops the reader.
@@ -489,6 +520,7 @@ func (s *Socket) destroy() {
 func (s *Socket) Address() (AddressInfo, error) {
 	s.loop.mu.Lock()
 	defer s.loop.mu.Unlock()
+	s.loop.abortSignalledLocked()
 	if s.closed {
 		return AddressInfo{}, errNotRunning()
 	}
