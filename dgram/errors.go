@@ -173,6 +173,13 @@ func errBadPort(port int, allowZero bool) error {
 		Message: fmt.Sprintf("Port should be %s 0 and < 65536. Received type number (%d).", op, port)}
 }
 
+// errNoPort is errBadPort for a send that gives no port (port 0 and no
+// address: Node's send(buf) on a socket that is not connected).
+func errNoPort() error {
+	return &Error{Name: "RangeError", Code: ErrBadPort.Code,
+		Message: "Port should be > 0 and < 65536. Received undefined."}
+}
+
 func errOutOfBounds(what string) error {
 	return &Error{Name: "RangeError", Code: ErrOutOfBounds.Code, Message: strconv.Quote(what) + " is outside of buffer bounds"}
 }

@@ -25,7 +25,8 @@ import (
 //
 // Send returns ERR_SOCKET_BAD_PORT for a port outside 1..65535 on an
 // unconnected socket (also while a Connect is in progress: such a send
-// then fails with EISCONN once connected, as in Node),
+// then fails with EISCONN once connected, as in Node; port 0 with no
+// address is Node's send(msg) and says "Received undefined."),
 // ERR_SOCKET_DGRAM_IS_CONNECTED for a port or address on a connected one,
 // and ERR_SOCKET_DGRAM_NOT_RUNNING after Close.
 func (s *Socket) Send(msg []byte, port int, address string, cb func(n int, err error)) error {
@@ -70,6 +71,10 @@ func (s *Socket) send(buf []byte, port int, address string, cb func(int, error))
 			l.mu.Unlock()
 			return errIsConnected()
 		}
+	} else if port == 0 && address == "" {
+		// Node's send(buf) on an unconnected socket: no port at all.
+		l.mu.Unlock()
+		return errNoPort()
 	} else if port <= 0 || port > 65535 {
 		l.mu.Unlock()
 		return errBadPort(port, false)

@@ -264,9 +264,13 @@ func TestSendValidation(t *testing.T) {
 		buf := []byte("hello")
 		for _, p := range []int{-1, 0, 65536} {
 			want := fmt.Sprintf("ERR_SOCKET_BAD_PORT Port should be > 0 and < 65536. Received type number (%d).", p)
-			if got := errString(s.Send(buf, p, "", nil)); got != want {
+			if got := errString(s.Send(buf, p, "127.0.0.1", nil)); got != want {
 				t.Errorf("Send(port %d) = %s", p, got)
 			}
+		}
+		// Port 0 and no address is Node's send(buf): no port given (B65).
+		if got, want := errString(s.Send(buf, 0, "", nil)), "ERR_SOCKET_BAD_PORT Port should be > 0 and < 65536. Received undefined."; got != want {
+			t.Errorf("Send(no port) = %s, want %s", got, want)
 		}
 		for _, c := range []struct {
 			off, n int
