@@ -247,6 +247,30 @@ func TestMembershipBindsUnbound(t *testing.T) {
 	})
 }
 
+// B77: a source-specific membership call whose source or group does not
+// parse fails with EINVAL before libuv's deferred bind, so the socket stays
+// unbound (measured on Node v20: address() then throws EBADF, and bind
+// works).
+func TestBadSourceMembershipLeavesUnbound(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		for _, c := range [][2]string{{"abc", "232.1.1.1"}, {"10.0.0.1", "abc"}} {
+			s := x.sock("udp4")
+			x.log("ssm: %s", errString(s.AddSourceSpecificMembership(c[0], c[1], "")))
+			_, err := s.Address()
+			x.log("address: %s", errString(err))
+			s.Bind(0, "", func() { x.log("bound"); s.Close(nil) })
+		}
+		x.mustRun()
+		x.want(
+			"ssm: EINVAL addSourceSpecificMembership EINVAL errno=-22 syscall=addSourceSpecificMembership",
+			"address: EBADF getsockname EBADF errno=-9 syscall=getsockname",
+			"ssm: EINVAL addSourceSpecificMembership EINVAL errno=-22 syscall=addSourceSpecificMembership",
+			"address: EBADF getsockname EBADF errno=-9 syscall=getsockname",
+			"bound", "bound",
+		)
+	})
+}
+
 // B78: multicast on the loopback interface: join on 127.0.0.1, send with
 // setMulticastInterface("127.0.0.1"); delivered once, with or without
 // multicast loopback.
