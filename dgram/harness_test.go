@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -116,6 +117,16 @@ func (x *harness) want(want ...string) {
 	x.t.Helper()
 	if strings.Join(x.events, "\n") != strings.Join(want, "\n") {
 		x.t.Fatalf("events:\n  %s\nwant:\n  %s", strings.Join(x.events, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// wantUnordered compares the recorded events with want, in any order (for
+// events of independent sockets whose order depends on lookups).
+func (x *harness) wantUnordered(want ...string) {
+	x.t.Helper()
+	got := slices.Sorted(slices.Values(x.events))
+	if w := slices.Sorted(slices.Values(want)); !slices.Equal(got, w) {
+		x.t.Fatalf("events (sorted):\n  %s\nwant (sorted):\n  %s", strings.Join(got, "\n  "), strings.Join(w, "\n  "))
 	}
 }
 

@@ -64,6 +64,38 @@ func TestSendImplicitBind(t *testing.T) {
 	})
 }
 
+// B31: glibc's numeric shorthands resolve as Node's getaddrinfo reads them
+// ("127.1" is 127.0.0.1 for udp4) and fail for udp6 with EAI_ADDRFAMILY;
+// a trailing space is a name, and not found (measured on Node v20).
+func TestSendNumericShorthand(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		var srv *dgram.Socket
+		srv = x.server("udp4", func(p int) {
+			c := x.sock("udp4")
+			c6 := x.sock("udp6")
+			c.Send([]byte("via 127.1"), p, "127.1", func(n int, err error) {
+				x.log("udp4 cb %d %v", n, err)
+				c.Send([]byte("x"), p, "127.0.0.1 ", func(n int, err error) {
+					x.log("udp4 space cb %s", errString(err))
+					c.Close(nil)
+				})
+			})
+			c6.Send([]byte("x"), p, "0x7f.1", func(n int, err error) {
+				x.log("udp6 cb %s", errString(err))
+				c6.Close(nil)
+			})
+			srv.OnMessage(func([]byte, dgram.RemoteInfo) { srv.Close(nil) })
+		})
+		x.mustRun()
+		x.wantUnordered(
+			"udp4 cb 9 <nil>",
+			"udp4 space cb ENOTFOUND getaddrinfo ENOTFOUND 127.0.0.1  errno=-3008 syscall=getaddrinfo",
+			"udp6 cb EAI_ADDRFAMILY getaddrinfo EAI_ADDRFAMILY 0x7f.1 errno=-3000 syscall=getaddrinfo",
+			`message "via 127.1" from 127.0.0.1 IPv4 size=9`,
+		)
+	})
+}
+
 // B34: a send while an explicit bind is in progress waits for it and goes
 // after the bind callback.
 func TestSendQueuedBehindBind(t *testing.T) {
