@@ -51,8 +51,9 @@ var tooBig = func() int {
 
 var big32 = int64(1) << 32
 
-// B80, B81, B82: buffer sizes need a bound socket; Linux doubles what is
-// set; the options apply at 'listening'; the send queue is always empty.
+// B42e, B80, B81, B82: buffer sizes need a bound socket (default 212992);
+// Linux doubles what is set; the options apply at 'listening'; the send
+// queue is always empty.
 func TestBufferSizes(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, x *harness) {
 		s := x.sock("udp4")
@@ -185,7 +186,7 @@ func TestSocketContext(t *testing.T) {
 	})
 }
 
-// B83 (signal): a cancel inside a callback closes the socket at once, as
+// B53 (signal): a cancel inside a callback closes the socket at once, as
 // Node's abort() does: calls after it fail with NOT_RUNNING, nothing is
 // sent, and 'close' comes before the next I/O event. A cancel while the
 // socket is binding with a send queued closes it once it is bound:

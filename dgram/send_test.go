@@ -237,7 +237,7 @@ func TestSendEmpty(t *testing.T) {
 	})
 }
 
-// B42a-d: the largest datagrams arrive whole; one byte more is EMSGSIZE in
+// B28, B42a-d: the largest datagrams arrive whole; one byte more is EMSGSIZE in
 // the callback (with the address as passed), and nothing without one.
 func TestSendSizes(t *testing.T) {
 	forEachEnv(t, func(t *testing.T, x *harness) {
