@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
 )
 
@@ -64,6 +66,32 @@ func TestDemoImpairedIsDeterministic(t *testing.T) {
 	plain2, _ := demoPcap(t)
 	if !bytes.Equal(plain, plain2) || strings.Contains(out, "4. Impairments") {
 		t.Errorf("plain demo: captures equal %v; output:\n%s", bytes.Equal(plain, plain2), out)
+	}
+}
+
+// Frames the impairments still hold when the demo gives up are not lost
+// silently: the summary and the capture count them as detached.
+func TestDemoHeldFramesAreDropped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.pcapng")
+	code, stdout, stderr := runCLI(t, "demo", "--pcap", path, "--delay", "20h")
+	if code != 0 {
+		t.Fatalf("demo --delay 20h: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"server got 0 of the 100 datagrams",
+		"client's cable: 0 frames lost, 0 dropped queue-full, 100 still held when the step ended (dropped as detached)",
+		"detached     100     10600",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	sum, err := capture.SummarizeFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sum.Drops, capture.DropSummary{Reason: stack.DropDetached, Frames: 100, Bytes: 10600}) {
+		t.Errorf("capture drops %+v, want 100 frames (10600 bytes) detached", sum.Drops)
 	}
 }
 
