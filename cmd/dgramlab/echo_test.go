@@ -56,7 +56,9 @@ func TestTunUsage(t *testing.T) {
 	}
 	for _, cmd := range []string{"echo", "send"} {
 		code, stdout, _ := runCLI(t, cmd, "--help")
-		if code != 0 || !strings.Contains(stdout, "-tun") || !strings.Contains(stdout, "CAP_NET_ADMIN") {
+		if code != 0 || !strings.Contains(stdout, "-tun") || !strings.Contains(stdout, "CAP_NET_ADMIN") ||
+			!strings.Contains(stdout, "[IMPAIRMENTS]") || !strings.Contains(stdout, "IMPAIRMENTS are the demo's impairment flags (--loss") ||
+			!strings.Contains(stdout, "-jitter duration") {
 			t.Errorf("dgramlab %s --help: exit %d, output:\n%s", cmd, code, stdout)
 		}
 	}
