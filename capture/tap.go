@@ -151,16 +151,17 @@ func (t *Tap) AddDropHook(hook func(frame []byte, outbound bool, reason string))
 	return t.reporter.AddDropHook(hook)
 }
 
-// Close implements stack.LinkEndpoint. It removes the tap's drop hook from
-// the wrapped link, then closes the wrapped link. It does not close the
-// sink, which may be shared by other taps.
+// Close implements stack.LinkEndpoint. It closes the wrapped link, still
+// recording what the link drops as it closes (the frames an impairment
+// held, say), then removes the tap's drop hook. It does not close the
+// sink, which may be shared by other taps: close the sink after the host.
 func (t *Tap) Close() {
+	t.Endpoint.Close()
 	t.closeOnce.Do(func() {
 		if t.removeHook != nil {
 			t.removeHook()
 		}
 	})
-	t.Endpoint.Close()
 }
 
 // recordDrop is the hook the tap registers on the wrapped link.

@@ -155,6 +155,25 @@ func TestTapCloseRemovesHook(t *testing.T) {
 	}
 }
 
+// Frames the wrapped link drops as it closes (those an impairment still
+// held) are recorded: the tap removes its hook only once the link is
+// closed.
+func TestTapRecordsDropsOnClose(t *testing.T) {
+	a, _ := newPair(false, 1500)
+	rec := NewRecorder()
+	tap := NewTap(a, TapOptions{Name: "held", Sink: rec})
+	frame := []byte{0x45, 0, 0, 20, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2}
+	a.held = [][]byte{frame}
+	tap.Close()
+	fs := rec.Frames()
+	if len(fs) != 1 || fs[0].Drop != "detached" || fs[0].Dir != Outbound || !bytes.Equal(fs[0].Data, frame) {
+		t.Errorf("recorded %v, want the held frame as an outbound drop with reason \"detached\"", fs)
+	}
+	if got := a.hookCount(); got != 0 {
+		t.Errorf("hooks after Close = %d, want 0", got)
+	}
+}
+
 func TestTapsStack(t *testing.T) {
 	a, _ := newPair(false, 1500)
 	outer, inner := NewRecorder(), NewRecorder()

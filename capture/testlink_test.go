@@ -26,6 +26,7 @@ type pairEnd struct {
 	dispatcher stack.NetworkDispatcher
 	hooks      map[int]func([]byte, bool, string)
 	nextHook   int
+	held       [][]byte // frames Close reports dropped, as an impairment's held ones
 }
 
 var (
@@ -208,7 +209,20 @@ func (e *pairEnd) ParseHeader(pkt *stack.PacketBuffer) bool {
 	return ok
 }
 
-func (e *pairEnd) Close()                  {}
+// Close reports the held frames dropped, with reason "detached", as a
+// dgramlab link end does with the frames its impairments hold.
+func (e *pairEnd) Close() {
+	e.mu.Lock()
+	held := e.held
+	e.held = nil
+	e.mu.Unlock()
+	for _, f := range held {
+		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(f)})
+		e.drop(pkt, true, "detached")
+		pkt.DecRef()
+	}
+}
+
 func (e *pairEnd) SetOnCloseAction(func()) {}
 
 // tcpipEndpoint returns e as a stack.LinkEndpoint.

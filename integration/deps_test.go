@@ -16,8 +16,20 @@ const module = "github.com/dgramlab/dgramlab"
 // dependency direction forbids: dgram only the standard library; stack,
 // tun and capture none of each other (they meet at gVisor's
 // stack.LinkEndpoint) and not dgram. Only cmd/ and integration/ wire
-// packages together. Test files are not counted.
+// packages together. Test files are not counted. The DNS and QUIC
+// libraries the integration tests run over dgramlab stay test-only: no
+// package, commands included, may depend on them.
 func TestPackageBoundaries(t *testing.T) {
+	testOnly := []string{"github.com/miekg/dns", "github.com/quic-go/quic-go"}
+	t.Run("test-only", func(t *testing.T) {
+		for _, d := range listDeps(t, module+"/...") {
+			for _, p := range testOnly {
+				if d.ImportPath == p || strings.HasPrefix(d.ImportPath, p+"/") {
+					t.Errorf("a non-test package depends on %s, which only tests may use", d.ImportPath)
+				}
+			}
+		}
+	})
 	rules := []struct {
 		pkg       string
 		stdOnly   bool

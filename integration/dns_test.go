@@ -11,6 +11,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dgramlab/dgramlab/capture"
+	"github.com/dgramlab/dgramlab/capture/capturetest"
 	"github.com/dgramlab/dgramlab/stack"
 )
 
@@ -116,5 +118,7 @@ func TestDNSOverVirtualLAN(t *testing.T) {
 		if c := l.ports[1].Counters(); c.Drops[stack.DropLoss] != 1 {
 			t.Errorf("client port drops %v, want 1 loss", c.Drops)
 		}
+		capturetest.Expect(t, l.rec.Frames(), capture.All(capture.Dropped(stack.DropLoss), capture.Link("h1"),
+			capture.Dir(capture.Outbound), capture.UDP(), capture.DstPort(53)), 1)
 	})
 }

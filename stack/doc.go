@@ -28,6 +28,34 @@
 // leaves no goroutine behind (it also waits for the stack's timers that are
 // running, an ARP probe crossing the switch, say).
 //
+// # Impairments
+//
+// Every Port and PipeEnd can impair the frames going through it, in each
+// direction (FromHost, ToHost), while traffic flows: Port.SetImpairments
+// and PipeEnd.SetImpairments take an Impairments (loss, bursty loss,
+// delay and jitter, duplication, corruption, reordering, a rate limit, a
+// bounded queue), and NewImpairedLink does the same for any other link
+// endpoint, a TUN device say. Every random choice comes from
+// Impairments.Seed, so a seed loses the same frames on every run. Frames
+// the impairments drop are counted (DropLoss, DropQueueFull) and reported
+// to drop hooks like any other; frames still held when a link end is
+// closed or removed are dropped as DropDetached. Bad settings, delays
+// beyond MaxDelay and rates beyond MaxRate included, are errors wrapping
+// ErrInvalidImpairments. A link with nothing in force takes the same path
+// as one that never had impairments.
+//
+// # Virtual time
+//
+// Links time their delays and rates, and hosts their timers, on a
+// tcpip.Clock: the real clock by default, which inside a testing/synctest
+// bubble is already virtual. Outside one, give one VirtualClock to the
+// hosts (HostOptions.Clock), the links (SwitchOptions.Clock,
+// PipeOptions.Clock) and the capture taps, and drive it from one goroutine
+// with Advance: delays then cost no waiting, and a scenario puts the same
+// frames on the wire in the same order at the same times on every run.
+//
+// # When the network goes away
+//
 // When the network goes away under a conn (its host is closed, or the
 // device of its NIC vanishes: see StoppingLink), the conn is closed under
 // its user: its calls fail with an error matching both net.ErrClosed and

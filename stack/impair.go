@@ -49,12 +49,32 @@ type Distribution uint8
 const (
 	// Uniform jitter is drawn evenly from [-Jitter, +Jitter].
 	Uniform Distribution = iota
-	// Normal jitter is Gaussian with mean 0 and standard deviation Jitter.
+	// Normal jitter is Gaussian with mean 0 and standard deviation Jitter,
+	// truncated at 6 standard deviations.
 	Normal
 	// Pareto jitter has mean 0 and standard deviation Jitter with a heavy
 	// right tail (shape 3): most frames come a little early, a few very
 	// late. The tail is capped at 64×Jitter.
 	Pareto
+)
+
+// reach is how far past Delay the distribution's jitter can take a
+// frame, in units of Jitter: uniform draws stay within ±Jitter, normal ones
+// are truncated at 6 standard deviations (one frame in 500 million goes
+// that far), and the Pareto tail is capped at 64.
+func (d Distribution) reach() float64 {
+	switch d {
+	case Normal:
+		return normalTruncate
+	case Pareto:
+		return paretoCap
+	}
+	return 1
+}
+
+const (
+	normalTruncate = 6
+	paretoCap      = 64
 )
 
 // String returns "uniform", "normal" or "pareto".
@@ -122,10 +142,13 @@ type Impairments struct {
 	// it loses are counted as DropLoss too. Nil: no bursts.
 	BurstLoss *GilbertElliott
 	// Delay is how long every frame is held before it goes on. Zero: none.
+	// Delay plus the jitter's reach must not exceed MaxDelay.
 	Delay time.Duration
 	// Jitter varies each frame's delay around Delay, with the shape given
-	// by Distribution; a delay never goes below zero. Zero: every frame is
-	// held exactly Delay.
+	// by Distribution; a delay never goes below zero. How far above Delay
+	// it can go is Jitter for Uniform, 6×Jitter for Normal and 64×Jitter
+	// for Pareto; with Delay that must not exceed MaxDelay. Zero: every
+	// frame is held exactly Delay.
 	Jitter time.Duration
 	// Distribution is the shape of the jitter. The zero value is Uniform.
 	Distribution Distribution
@@ -142,8 +165,8 @@ type Impairments struct {
 	// or Rate. Zero: frames keep their order.
 	Reorder float64
 	// Rate limits the link to this many bits per second, counting whole
-	// frames. Frames over the rate wait in a queue (see QueueLimit). Zero:
-	// no limit.
+	// frames, at most MaxRate. Frames over the rate wait in a queue (see
+	// QueueLimit). Zero: no limit.
 	Rate int64
 	// RateBurst is the token bucket's depth in bytes: how much may go at
 	// once, at line speed, after the link was idle. Zero: no burst, every
@@ -161,9 +184,21 @@ type Impairments struct {
 // zero (the same as Linux netem's).
 const DefaultQueueLimit = 1000
 
+// MaxDelay bounds how long Delay and Jitter may hold a frame: Validate
+// refuses a Delay and Jitter whose worst case (Delay plus the jitter's
+// reach, see Impairments.Jitter) is longer, and no drawn delay exceeds it.
+// A day is far beyond any network; a frame meant to vanish is better lost
+// (Loss: 1) or the link cut (SetLinkUp(false)).
+const MaxDelay = 24 * time.Hour
+
+// MaxRate is the highest Rate, in bits per second: 1 Tbit/s
+// ("1000gbit"), far above what a userspace link carries.
+const MaxRate int64 = 1_000_000_000_000
+
 // ErrInvalidImpairments is wrapped by every error about impairment
 // settings: a probability outside [0,1], a negative duration, rate or size,
-// an unknown direction or distribution, a setting that needs another one.
+// a delay or rate above MaxDelay or MaxRate, an unknown direction or
+// distribution, a setting that needs another one.
 var ErrInvalidImpairments = errors.New("invalid impairments")
 
 // Validate reports the first setting that is out of range, or nil.
@@ -196,8 +231,17 @@ func (im Impairments) Validate() error {
 		return bad("negative Jitter %v", im.Jitter)
 	case im.Distribution > Pareto:
 		return bad("unknown Distribution %d", im.Distribution)
+	case im.Delay > MaxDelay:
+		return bad("Delay %v is above MaxDelay (%v)", im.Delay, MaxDelay)
+	case im.Jitter > MaxDelay:
+		return bad("Jitter %v is above MaxDelay (%v)", im.Jitter, MaxDelay)
+	case float64(im.Delay)+im.Distribution.reach()*float64(im.Jitter) > float64(MaxDelay):
+		return bad("Delay %v with %v Jitter %v can hold a frame %v, above MaxDelay (%v)", im.Delay, im.Distribution, im.Jitter,
+			im.Delay+time.Duration(im.Distribution.reach()*float64(im.Jitter)), MaxDelay)
 	case im.Rate < 0:
 		return bad("negative Rate %d bit/s (0 means no limit)", im.Rate)
+	case im.Rate > MaxRate:
+		return bad("Rate %d bit/s is above MaxRate (%s)", im.Rate, FormatRate(MaxRate))
 	case im.RateBurst < 0:
 		return bad("negative RateBurst %d", im.RateBurst)
 	case im.RateBurst > 0 && im.Rate == 0:
@@ -282,7 +326,9 @@ func FormatRate(bps int64) string {
 // ParseRate reads a rate in bits per second: a number with an optional
 // unit "bit", "kbit", "mbit" or "gbit" (decimal, case-insensitive; "bps",
 // "kbps", ... are accepted too), e.g. "1mbit", "250kbit", "1.5mbit". It
-// must be positive.
+// must be at least 1 bit/s and at most MaxRate. Errors wrap
+// ErrInvalidImpairments and name the rate: "invalid impairments: rate
+// "0": ...".
 func ParseRate(s string) (int64, error) {
 	t := strings.ToLower(strings.TrimSpace(s))
 	mult := 1.0
@@ -296,14 +342,17 @@ func ParseRate(s string) (int64, error) {
 		}
 	}
 	v, err := strconv.ParseFloat(t, 64)
-	if err != nil {
-		return 0, fmt.Errorf("%w: bad rate %q (want e.g. 1mbit, 250kbit, 64000)", ErrInvalidImpairments, s)
+	if err != nil || math.IsNaN(v) {
+		return 0, fmt.Errorf("%w: rate %q: not a number with an optional unit (want e.g. 1mbit, 250kbit, 64000)", ErrInvalidImpairments, s)
 	}
-	bps := v * mult
-	if math.IsNaN(bps) || bps < 1 || bps > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%w: rate %q must be at least 1 bit/s (leave the rate out for no limit)", ErrInvalidImpairments, s)
+	bps := math.Round(v * mult)
+	switch {
+	case bps < 1:
+		return 0, fmt.Errorf("%w: rate %q: want a positive rate of at least 1 bit/s, such as 1mbit or 250kbit (leave the rate out for no limit)", ErrInvalidImpairments, s)
+	case bps > float64(MaxRate):
+		return 0, fmt.Errorf("%w: rate %q: above the maximum, %s", ErrInvalidImpairments, s, FormatRate(MaxRate))
 	}
-	return int64(math.Round(bps)), nil
+	return int64(bps), nil
 }
 
 // validDirection checks a Direction argument.

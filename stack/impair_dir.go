@@ -304,7 +304,9 @@ func (d *impairDir) rateLocked(now time.Time, size int) time.Time {
 
 // delayLocked draws a frame's delay.
 func (d *impairDir) delayLocked() time.Duration {
-	delay := d.cfg.Delay
+	// Validate keeps Delay and its jitter within MaxDelay; saturate all
+	// the same, so that no setting can wrap a Duration around.
+	delay := min(d.cfg.Delay, MaxDelay)
 	j := d.cfg.Jitter
 	if j == 0 {
 		return delay
@@ -313,15 +315,16 @@ func (d *impairDir) delayLocked() time.Duration {
 	var x float64
 	switch d.cfg.Distribution {
 	case Normal:
-		x = r.NormFloat64()
+		x = min(max(r.NormFloat64(), -normalTruncate), normalTruncate)
 	case Pareto:
 		// Pareto with shape 3 and scale xm has mean 1.5·xm and standard
 		// deviation xm·√3/2: shift it to mean 0 and scale it to sd 1.
 		const xm = 2 / 1.7320508075688772
-		x = min(xm*math.Pow(1-r.Float64(), -1.0/3)-1.5*xm, 64)
+		x = min(xm*math.Pow(1-r.Float64(), -1.0/3)-1.5*xm, paretoCap)
 	default:
 		x = 2*r.Float64() - 1
 	}
-	delay += time.Duration(x * float64(j))
-	return max(delay, 0)
+	off := min(max(x*float64(j), -float64(MaxDelay)), float64(MaxDelay))
+	delay += time.Duration(off)
+	return min(max(delay, 0), MaxDelay)
 }

@@ -41,3 +41,30 @@ func TestImpairPointerOnlyWhenActive(t *testing.T) {
 		t.Errorf("the held frame (no NIC attached) was not counted: %+v", c)
 	}
 }
+
+// A drawn delay saturates at MaxDelay and zero, whatever the settings,
+// even ones Validate would refuse: it never wraps around.
+func TestImpairDelaySaturates(t *testing.T) {
+	a, _, _ := NewPipe(PipeOptions{Clock: NewVirtualClock(time.Time{})})
+	d := a.dirs[dirFromHost]
+	d.set(Impairments{Seed: 1})
+	for _, cfg := range []Impairments{
+		{Jitter: 2000000 * time.Hour, Distribution: Pareto},
+		{Jitter: 2000000 * time.Hour, Distribution: Normal},
+		{Delay: 2562047 * time.Hour, Jitter: time.Hour},
+		{Delay: MaxDelay, Jitter: MaxDelay, Distribution: Pareto},
+	} {
+		d.cfg = cfg // as if Validate had let it through
+		var highest time.Duration
+		for range 10000 {
+			delay := d.delayLocked()
+			if delay < 0 || delay > MaxDelay {
+				t.Fatalf("%v: drew a delay of %v, want one in [0, %v]", cfg, delay, MaxDelay)
+			}
+			highest = max(highest, delay)
+		}
+		if highest != MaxDelay {
+			t.Errorf("%v: the longest delay drawn is %v, want it saturated at %v", cfg, highest, MaxDelay)
+		}
+	}
+}

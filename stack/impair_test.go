@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -105,6 +106,14 @@ func TestImpairmentsValidate(t *testing.T) {
 		{"reorder without delay", stack.Impairments{Reorder: 0.5}},
 		{"GE P", stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 2, R: 0.5}}},
 		{"GE R=0", stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 0.1}}},
+		{"delay near the Duration limit", stack.Impairments{Delay: 2562047 * time.Hour, Jitter: time.Hour}},
+		{"delay above MaxDelay", stack.Impairments{Delay: stack.MaxDelay + 1}},
+		{"jitter overflowing a Duration", stack.Impairments{Jitter: 2000000 * time.Hour, Distribution: stack.Pareto}},
+		{"jitter above MaxDelay", stack.Impairments{Jitter: stack.MaxDelay + 1}},
+		{"uniform reach", stack.Impairments{Delay: stack.MaxDelay, Jitter: 1}},
+		{"normal reach", stack.Impairments{Delay: 19 * time.Hour, Jitter: time.Hour, Distribution: stack.Normal}},
+		{"pareto reach", stack.Impairments{Jitter: time.Hour, Distribution: stack.Pareto}},
+		{"rate above MaxRate", stack.Impairments{Rate: stack.MaxRate + 1}},
 	}
 	ea, _, _ := stack.NewPipe(stack.PipeOptions{})
 	for _, c := range cases {
@@ -129,6 +138,18 @@ func TestImpairmentsValidate(t *testing.T) {
 	if err := good.Validate(); err != nil {
 		t.Errorf("Validate(%+v) = %v", good, err)
 	}
+	// The largest settings are allowed.
+	for _, im := range []stack.Impairments{
+		{Delay: stack.MaxDelay},
+		{Delay: stack.MaxDelay - time.Hour, Jitter: time.Hour},
+		{Delay: 18 * time.Hour, Jitter: time.Hour, Distribution: stack.Normal},
+		{Jitter: stack.MaxDelay / 64, Distribution: stack.Pareto},
+		{Rate: stack.MaxRate},
+	} {
+		if err := im.Validate(); err != nil {
+			t.Errorf("Validate(%v) = %v, want nil", im, err)
+		}
+	}
 }
 
 func TestParseRate(t *testing.T) {
@@ -140,10 +161,17 @@ func TestParseRate(t *testing.T) {
 			t.Errorf("ParseRate(FormatRate(%d)) = %d", want, got)
 		}
 	}
-	for _, in := range []string{"0", "0mbit", "-1kbit", "fast", "1.5x", "", "NaN"} {
-		if _, err := stack.ParseRate(in); !errors.Is(err, stack.ErrInvalidImpairments) {
-			t.Errorf("ParseRate(%q) = %v, want an error", in, err)
+	for in, want := range map[string]string{
+		"0": "at least 1 bit/s", "0mbit": "at least 1 bit/s", "-1kbit": "at least 1 bit/s", "0.4bit": "at least 1 bit/s",
+		"fast": "not a number", "1.5x": "not a number", "": "not a number", "NaN": "not a number",
+		"1e30bit": "above the maximum, 1000gbit", "1001gbit": "above the maximum", "Inf": "above the maximum",
+	} {
+		if _, err := stack.ParseRate(in); !errors.Is(err, stack.ErrInvalidImpairments) || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseRate(%q) = %v, want an error saying %q", in, err, want)
 		}
+	}
+	if got, err := stack.ParseRate("1000gbit"); err != nil || got != stack.MaxRate {
+		t.Errorf("ParseRate(1000gbit) = %d, %v; want MaxRate", got, err)
 	}
 }
 

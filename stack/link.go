@@ -14,7 +14,8 @@ const (
 	// DropLinkDown: the port or pipe end is administratively down.
 	DropLinkDown = "link-down"
 	// DropDetached: no NIC is attached to the receiving end (the host
-	// removed it or never attached it).
+	// removed it or never attached it), or the link end was closed or
+	// removed while its impairments still held the frame.
 	DropDetached = "detached"
 	// DropMalformed: the frame is too short to carry a link header.
 	DropMalformed = "malformed"

@@ -22,7 +22,9 @@ went on the wire. Needs no root and touches no real network.
 With impairment flags (--loss 0.05 --delay 20ms --jitter 5ms --seed 7 ...),
 a fourth step puts them on client's cable, both ways, and sends 100 numbered
 datagrams that server echoes: what was lost, duplicated, corrupted and late,
-and the drops by reason, are in the summary and the capture.
+and the drops by reason, are in the summary and the capture. Frames the
+impairments still hold when the step ends (3 s of virtual time with nothing
+delivered, or 60 s in all) are dropped and counted as detached.
 
 The LAN runs on a virtual clock: delays cost no waiting, and the same flags
 write the same capture, byte for byte, on every run (timestamps count from

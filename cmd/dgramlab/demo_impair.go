@@ -26,7 +26,10 @@ const (
 // Steps 1-3 wait for each delivery, which loss would stall, so they run on
 // unimpaired links; then the impairments go on client's cable, in both
 // directions, and this step sends numbered datagrams that server echoes,
-// and reports what arrived.
+// and reports what arrived. When it ends (3 s of virtual time with nothing
+// delivered, or 60 s in all), it takes client's port out of the switch, so
+// that the frames the impairments still hold are dropped, and counted,
+// before the capture closes.
 //
 // It runs on the calling goroutine alone, driving the virtual clock
 // itself: it sends, advances the clock to the next thing due (a delayed
@@ -149,9 +152,13 @@ func runImpaired(ctx context.Context, out io.Writer, l *lan, vc *stack.VirtualCl
 		fmt.Fprintf(out, "  round trip (virtual time): min %v, median %v, max %v\n",
 			rtts[0], rtts[len(rtts)/2], rtts[len(rtts)-1])
 	}
+	// Frames the impairments still hold (a delay longer than the step) are
+	// lost too: taking client's port out of the switch drops them, counted
+	// as detached and reported to the capture taps, which are still there.
+	client.port.Remove()
 	c := client.port.Counters()
-	fmt.Fprintf(out, "  client's cable: %d frames lost, %d dropped queue-full, %d duplicated, %d reordered, %d corrupted (the receivers' checksums drop those)\n",
-		c.Drops[stack.DropLoss], c.Drops[stack.DropQueueFull], c.Duplicated, c.Reordered, c.Corrupted)
+	fmt.Fprintf(out, "  client's cable: %d frames lost, %d dropped queue-full, %d still held when the step ended (dropped as %s), %d duplicated, %d reordered, %d corrupted (the receivers' checksums drop those)\n",
+		c.Drops[stack.DropLoss], c.Drops[stack.DropQueueFull], c.Drops[stack.DropDetached], stack.DropDetached, c.Duplicated, c.Reordered, c.Corrupted)
 	return nil
 }
 

@@ -6,10 +6,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
 )
 
@@ -67,6 +69,32 @@ func TestDemoImpairedIsDeterministic(t *testing.T) {
 	}
 }
 
+// Frames the impairments still hold when the demo gives up are not lost
+// silently: the summary and the capture count them as detached.
+func TestDemoHeldFramesAreDropped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "demo.pcapng")
+	code, stdout, stderr := runCLI(t, "demo", "--pcap", path, "--delay", "20h")
+	if code != 0 {
+		t.Fatalf("demo --delay 20h: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"server got 0 of the 100 datagrams",
+		"client's cable: 0 frames lost, 0 dropped queue-full, 100 still held when the step ended (dropped as detached)",
+		"detached     100     10600",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, stdout)
+		}
+	}
+	sum, err := capture.SummarizeFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sum.Drops, capture.DropSummary{Reason: stack.DropDetached, Frames: 100, Bytes: 10600}) {
+		t.Errorf("capture drops %+v, want 100 frames (10600 bytes) detached", sum.Drops)
+	}
+}
+
 func TestImpairmentFlagErrors(t *testing.T) {
 	for _, c := range []struct {
 		args []string
@@ -79,6 +107,11 @@ func TestImpairmentFlagErrors(t *testing.T) {
 		{[]string{"--delay", "-5ms"}, "--delay -5ms: must not be negative"},
 		{[]string{"--jitter", "-1ms"}, "--jitter -1ms: must not be negative"},
 		{[]string{"--rate", "0"}, `--rate "0": want a positive rate`},
+		{[]string{"--rate", "1e30bit"}, `--rate "1e30bit": above the maximum, 1000gbit`},
+		{[]string{"--delay", "25h"}, "--delay 25h0m0s: above the maximum, 24h0m0s"},
+		{[]string{"--delay", "2562047h", "--jitter", "1h"}, "--delay 2562047h0m0s: above the maximum"},
+		{[]string{"--jitter", "2000000h", "--distribution", "pareto"}, "--jitter 2000000h0m0s: above the maximum"},
+		{[]string{"--jitter", "1h", "--distribution", "pareto"}, "can hold a frame 64h0m0s, above MaxDelay (24h0m0s)"},
 		{[]string{"--rate", "fast"}, `--rate "fast"`},
 		{[]string{"--rate-burst", "1500"}, "--rate-burst needs --rate"},
 		{[]string{"--reorder", "0.1"}, "--reorder needs --delay, --jitter or --rate"},

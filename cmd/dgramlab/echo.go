@@ -8,7 +8,15 @@ import (
 	"github.com/dgramlab/dgramlab/dgram"
 )
 
-const echoArgs = "--tun NAME [--tap] [--create] --addr ADDR/PREFIX [--port N] [--mtu N] [--pcap FILE]"
+const echoArgs = "--tun NAME [--tap] [--create] --addr ADDR/PREFIX [--port N] [--mtu N] [--pcap FILE] [IMPAIRMENTS]"
+
+// tunImpairHelp is the paragraph echo's and send's help give to the
+// impairment flags.
+const tunImpairHelp = `IMPAIRMENTS are the demo's impairment flags (--loss, --loss-burst, --delay,
+--jitter, --distribution, --duplicate, --corrupt, --reorder, --rate,
+--rate-burst, --queue, --seed): they impair the device's traffic both ways,
+and the counters show what they dropped, by reason. Example:
+  --loss 5% --delay 20ms --jitter 5ms --seed 7`
 
 const echoSummary = `Attaches a userspace host (gVisor) to a TUN or TAP device and runs the seed's
 UDP server on it: each datagram is logged ("server got: ... from ADDR:PORT")
@@ -16,7 +24,9 @@ and sent back. Runs until SIGINT or SIGTERM, then prints its counters. If the
 device vanishes (ip link del), the socket gets an 'error' event and echo exits
 with status 1. Needs CAP_NET_ADMIN. Example, with the kernel's end at
 10.99.0.1/24:
-  dgramlab echo --tun dgl0 --addr 10.99.0.2/24`
+  dgramlab echo --tun dgl0 --addr 10.99.0.2/24
+
+` + tunImpairHelp
 
 func runEcho(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("echo", echoArgs, echoSummary, stdout)

@@ -5,11 +5,18 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dgramlab/dgramlab/capture"
+	"github.com/dgramlab/dgramlab/stack"
 	"github.com/dgramlab/dgramlab/tun/tuntest"
 )
 
@@ -49,7 +56,9 @@ func TestTunUsage(t *testing.T) {
 	}
 	for _, cmd := range []string{"echo", "send"} {
 		code, stdout, _ := runCLI(t, cmd, "--help")
-		if code != 0 || !strings.Contains(stdout, "-tun") || !strings.Contains(stdout, "CAP_NET_ADMIN") {
+		if code != 0 || !strings.Contains(stdout, "-tun") || !strings.Contains(stdout, "CAP_NET_ADMIN") ||
+			!strings.Contains(stdout, "[IMPAIRMENTS]") || !strings.Contains(stdout, "IMPAIRMENTS are the demo's impairment flags (--loss") ||
+			!strings.Contains(stdout, "-jitter duration") {
 			t.Errorf("dgramlab %s --help: exit %d, output:\n%s", cmd, code, stdout)
 		}
 	}
@@ -290,4 +299,51 @@ func TestSend(t *testing.T) {
 			t.Errorf("send to broadcast without --broadcast: exit %d:\n%s", code, r.out.String())
 		}
 	})
+}
+
+// send with impairments reports what they dropped, by reason, and the
+// counts match what was lost: each of the datagrams is one frame, lost on
+// its way out or its echo's way back.
+func TestSendImpairedCountsDrops(t *testing.T) {
+	tuntest.Require(t)
+	ns := tunNamespace(t, false)
+	// No IPv6 on the kernel's end: its router solicitations and MLD
+	// reports would cross the impaired link too.
+	ns.Do(t, func() error {
+		return os.WriteFile("/proc/sys/net/ipv6/conf/dgl0/disable_ipv6", []byte("1"), 0)
+	})
+	k := ns.ListenUDP(t, "10.99.0.1:41234")
+	go kernelEcho(k)
+
+	const count = 40
+	pcap := filepath.Join(t.TempDir(), "send.pcapng")
+	r := startCLI(t, ns, "send", "--tun", "dgl0", "--addr", "10.99.0.3/24", "--to", "10.99.0.1:41234",
+		"--count", strconv.Itoa(count), "--wait", "500ms", "--loss", "0.5", "--seed", "3", "--pcap", pcap, "hello")
+	if code := r.wait(t); code != 0 {
+		t.Fatalf("send: exit %d:\n%s", code, r.out.String())
+	}
+	out := r.out.String()
+	if !strings.Contains(out, "impairments on dgl0, both ways: loss 50%, seed 3\n") {
+		t.Errorf("the startup lines do not show the impairments:\n%s", out)
+	}
+	var replies int
+	if m := regexp.MustCompile(`send: \d+ sent, (\d+) replies`).FindStringSubmatch(out); m != nil {
+		replies, _ = strconv.Atoi(m[1])
+	}
+	m := regexp.MustCompile(`impairments on dgl0 \(loss 50%, seed 3\): dropped (\d+) \(loss (\d+)\), duplicated 0, reordered 0, corrupted 0\n`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("output lacks the impairments' counters:\n%s", out)
+	}
+	dropped, _ := strconv.Atoi(m[1])
+	lost, _ := strconv.Atoi(m[2])
+	if lost != count-replies || dropped != lost || replies == 0 || lost == 0 {
+		t.Errorf("%d replies to %d datagrams, but the impairments say they dropped %d (loss %d):\n%s", replies, count, dropped, lost, out)
+	}
+	sum, err := capture.SummarizeFile(pcap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(sum.Drops, func(d capture.DropSummary) bool { return d.Reason == stack.DropLoss && d.Frames == lost }) {
+		t.Errorf("capture drops %+v, want %d frames lost", sum.Drops, lost)
+	}
 }

@@ -20,13 +20,13 @@ func addImpairmentFlags(fs *flag.FlagSet) func() (stack.Impairments, error) {
 	var im stack.Impairments
 	fs.Var(probFlag{&im.Loss}, "loss", "lose this share of the frames, at random: 0.05 or 5%")
 	burst := fs.String("loss-burst", "", "bursty (Gilbert-Elliott) loss `P,R[,BAD[,GOOD]]`: P = chance to enter a burst, R = chance to leave it, BAD/GOOD = loss inside/outside bursts (default 1 and 0)")
-	fs.DurationVar(&im.Delay, "delay", 0, "hold every frame this long, e.g. 20ms")
+	fs.DurationVar(&im.Delay, "delay", 0, fmt.Sprintf("hold every frame this long, e.g. 20ms (at most %v, jitter included)", stack.MaxDelay))
 	fs.DurationVar(&im.Jitter, "jitter", 0, "vary each frame's delay by up to this much (its spread), e.g. 5ms; frames keep their order unless --reorder")
 	dist := fs.String("distribution", "uniform", "shape of the jitter: uniform, normal or pareto")
 	fs.Var(probFlag{&im.Duplicate}, "duplicate", "deliver this share of the frames twice: 0.01 or 1%")
 	fs.Var(probFlag{&im.Corrupt}, "corrupt", "flip one bit in this share of the frames (the receiver's checksums drop them): 0.01 or 1%")
 	fs.Var(probFlag{&im.Reorder}, "reorder", "let this share of the frames skip the delay and overtake others (needs --delay, --jitter or --rate)")
-	rate := fs.String("rate", "", "limit the link to this rate, e.g. 1mbit, 250kbit (default: no limit)")
+	rate := fs.String("rate", "", fmt.Sprintf("limit the link to this rate, e.g. 1mbit, 250kbit, at most %s (default: no limit)", stack.FormatRate(stack.MaxRate)))
 	fs.IntVar(&im.RateBurst, "rate-burst", 0, "bytes the rate limiter lets through at once after an idle time (needs --rate)")
 	fs.IntVar(&im.QueueLimit, "queue", 0, fmt.Sprintf("frames the delay and rate stages hold at most; more are dropped as queue-full (default %d)", stack.DefaultQueueLimit))
 	fs.Int64Var(&im.Seed, "seed", 0, "seed of every random choice the impairments make: the same seed, the same frames lost")
@@ -40,6 +40,10 @@ func addImpairmentFlags(fs *flag.FlagSet) func() (stack.Impairments, error) {
 			return out, usagef("--delay %v: must not be negative", out.Delay)
 		case out.Jitter < 0:
 			return out, usagef("--jitter %v: must not be negative", out.Jitter)
+		case out.Delay > stack.MaxDelay:
+			return out, usagef("--delay %v: above the maximum, %v", out.Delay, stack.MaxDelay)
+		case out.Jitter > stack.MaxDelay:
+			return out, usagef("--jitter %v: above the maximum, %v", out.Jitter, stack.MaxDelay)
 		case out.RateBurst < 0:
 			return out, usagef("--rate-burst %d: must not be negative", out.RateBurst)
 		case set["queue"] && out.QueueLimit < 1:
@@ -52,7 +56,9 @@ func addImpairmentFlags(fs *flag.FlagSet) func() (stack.Impairments, error) {
 		out.Distribution = d
 		if set["rate"] {
 			if out.Rate, err = stack.ParseRate(*rate); err != nil {
-				return out, usagef("--rate %q: want a positive rate such as 1mbit or 250kbit (leave --rate out for no limit)", *rate)
+				// ParseRate says "invalid impairments: rate "X": why".
+				_, why, _ := strings.Cut(err.Error(), "rate ")
+				return out, usagef("--rate %s", why)
 			}
 		}
 		if set["loss-burst"] {

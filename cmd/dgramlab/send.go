@@ -12,14 +12,16 @@ import (
 	"github.com/dgramlab/dgramlab/dgram"
 )
 
-const sendArgs = "--tun NAME [--tap] --addr ADDR/PREFIX --to HOST:PORT [--broadcast] [--count N] [--size N] [--wait D] MESSAGE"
+const sendArgs = "--tun NAME [--tap] [--create] --addr ADDR/PREFIX --to HOST:PORT [--broadcast] [--count N] [--size N] [--wait D] [--mtu N] [--pcap FILE] [IMPAIRMENTS] MESSAGE"
 
 const sendSummary = `Attaches a userspace host (gVisor) to a TUN or TAP device and sends MESSAGE
 from it to HOST:PORT, --count times, one after the other; prints each reply
 until it has one per datagram or --wait has passed since the last send.
 Needs CAP_NET_ADMIN. Example, with "dgramlab echo" or a kernel socket at
 10.99.0.1:41234:
-  dgramlab send --tun dgl0 --addr 10.99.0.3/24 --to 10.99.0.1:41234 hello`
+  dgramlab send --tun dgl0 --addr 10.99.0.3/24 --to 10.99.0.1:41234 hello
+
+` + tunImpairHelp
 
 // maxUDPPayload is the largest UDP payload of each IP version.
 var maxUDPPayload = map[string]int{dgram.UDP4: 65507, dgram.UDP6: 65527}

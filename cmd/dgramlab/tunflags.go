@@ -102,6 +102,8 @@ type tunHost struct {
 	host *stack.Host
 	dev  *tun.Device
 	pcap *capture.PcapngWriter
+	// impaired wraps dev when impairment flags were given; nil otherwise.
+	impaired *stack.ImpairedLink
 }
 
 // openTunHost opens the device and attaches a new host named name to it.
@@ -139,12 +141,12 @@ func openTunHost(cmd, name string, c tunConfig) (*tunHost, error) {
 			il.Close() // closes dev
 			return nil, usagef("%s: %v", cmd, err)
 		}
-		ep = il
+		ep, th.impaired = il, il
 	}
 	if c.pcap != "" {
 		if th.pcap, err = capture.CreatePcapngFile(c.pcap); err != nil {
 			th.host.Close()
-			dev.Close()
+			ep.Close() // closes dev
 			return nil, fmt.Errorf("%s: cannot write the capture: %w", cmd, err)
 		}
 		ep = capture.NewTap(ep, capture.TapOptions{Name: name + "/" + dev.Name(), Sink: th.pcap})
@@ -180,16 +182,26 @@ func (th *tunHost) describe(w io.Writer, c tunConfig) {
 		fmt.Fprintf(w, ", capturing to %s", c.pcap)
 	}
 	fmt.Fprintln(w)
+	if th.impaired != nil {
+		fmt.Fprintf(w, "impairments on %s, both ways: %v\n", th.dev.Name(), th.impaired.Impairments(stack.FromHost))
+	}
 }
 
-// printCounters prints the socket's, the host's and the device's
-// counters, so every datagram is accounted for.
+// printCounters prints the socket's, the host's, the impairments' and the
+// device's counters, so every datagram is accounted for. Call it after
+// close: the frames the impairments still held then are counted as
+// detached.
 func (th *tunHost) printCounters(w io.Writer, s dgram.SocketStats) {
 	fmt.Fprintf(w, "socket: received %d datagrams (%d bytes), sent %d (%d bytes), send errors %d\n",
 		s.Received, s.ReceivedBytes, s.Sent, s.SentBytes, s.SendErrors)
 	hs := th.host.Stats().UDP
 	fmt.Fprintf(w, "host: UDP received %d, sent %d, send errors %d, no listener %d, buffer full %d\n",
 		hs.Received, hs.Sent, hs.SendErrors, hs.NoListener, hs.BufferFull)
+	if th.impaired != nil {
+		ic := th.impaired.Counters()
+		fmt.Fprintf(w, "impairments on %s (%v): dropped %d%s, duplicated %d, reordered %d, corrupted %d\n",
+			th.dev.Name(), th.impaired.Impairments(stack.FromHost), ic.Dropped(), dropList(ic.Drops), ic.Duplicated, ic.Reordered, ic.Corrupted)
+	}
 	c := th.dev.Counters()
 	fmt.Fprintf(w, "device %s: tx %d frames (%d bytes), rx %d frames (%d bytes), dropped %d%s",
 		th.dev.Name(), c.TxFrames, c.TxBytes, c.RxFrames, c.RxBytes, c.Dropped(), dropList(c.Drops))
