@@ -70,7 +70,9 @@ func SummarizeFile(path string) (*Summary, error) {
 // length against its leading one, and a packet's captured length against
 // the record or block that holds it. Input that is not a capture file, or
 // is truncated or corrupt, gives a *FormatError naming the offset where
-// the bad record or block starts and what is wrong with it;
+// the bad record or block starts and what is wrong with it; an error
+// reading the input (a directory, a failing disk) gives a *FormatError
+// that wraps it.
 func Summarize(r io.Reader) (s *Summary, err error) {
 	in := newOffsetReader(r)
 	defer func() {
@@ -78,17 +80,24 @@ func Summarize(r io.Reader) (s *Summary, err error) {
 			s, err = nil, &FormatError{Offset: in.offset(), Err: fmt.Errorf("%w: %v", errInternal, p)}
 		}
 	}()
-	magic, _ := in.br.Peek(4)
+	magic, err := in.br.Peek(4)
 	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(in.br)
-		if err != nil {
-			return nil, &FormatError{Offset: in.offset(), Err: fmt.Errorf("gzip: %w", err)}
+		gz, gzErr := gzip.NewReader(in.br)
+		if gzErr != nil {
+			return nil, &FormatError{Offset: in.offset(), Err: fmt.Errorf("gzip: %w", gzErr)}
 		}
 		defer gz.Close()
 		in = newOffsetReader(gz)
-		magic, _ = in.br.Peek(4)
+		magic, err = in.br.Peek(4)
+		if err != nil && err != io.EOF {
+			err = fmt.Errorf("gzip: %w", err)
+		}
 	}
 	if len(magic) < 4 {
+		if err != nil && err != io.EOF {
+			// A read error, not a short file: say what it was.
+			return nil, &FormatError{Offset: int64(len(magic)), Err: err}
+		}
 		return nil, &FormatError{Offset: int64(len(magic)), Err: fmt.Errorf("too short for a capture file (%d bytes)", len(magic))}
 	}
 	switch m := binary.LittleEndian.Uint32(magic); m {

@@ -225,6 +225,25 @@ func TestSummarizeErrors(t *testing.T) {
 	})
 }
 
+func TestSummarizeFileReadError(t *testing.T) {
+	dir := t.TempDir()
+	_, err := SummarizeFile(dir)
+	var fe *FormatError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "is a directory") || strings.Contains(err.Error(), "too short") {
+		t.Errorf("SummarizeFile(a directory) = %v, want a *FormatError with the read error", err)
+	}
+	// The same for a gzip stream that breaks in its first bytes.
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(writePcapng(t, scenario(t)))
+	zw.Close()
+	gz := buf.Bytes()
+	_, err = Summarize(io.MultiReader(bytes.NewReader(gz[:12]), iotestErrReader{}))
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("Summarize(gzip, then a read error) = %v, want the reader's error", err)
+	}
+}
+
 // pcapRecords returns the offset of each record of a pcap file.
 func pcapRecords(t *testing.T, b []byte) []int {
 	t.Helper()
