@@ -74,6 +74,10 @@ type FragmentSummary struct {
 	Datagrams int `json:"datagrams"`
 	// Reassembled counts the datagrams whose fragments were all seen.
 	Reassembled int `json:"reassembled"`
+	// Duplicates counts the fragment frames (among Frames) whose bytes
+	// had all been seen already in their datagram, such as each fragment
+	// of a capture that recorded both ends of a link as one.
+	Duplicates int `json:"duplicates"`
 }
 
 // DropSummary counts the frames dropped for one reason.
@@ -190,6 +194,7 @@ func (z *summarizer) add(link int, lt layers.LinkType, dir Direction, data []byt
 func (z *summarizer) finish() *Summary {
 	for _, d := range z.frags.datagrams() {
 		z.s.Fragments.Datagrams++
+		z.s.Fragments.Duplicates += d.Duplicates
 		if d.Complete {
 			z.s.Fragments.Reassembled++
 		}
