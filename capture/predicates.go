@@ -33,7 +33,10 @@ func Dropped(reason string) Matcher {
 }
 
 // OnWire matches frames that went through the tap, that is, everything but
-// drop reports.
+// drop reports. An outbound frame the link then dropped went through the
+// tap (it is recorded before the link gets it, as tcpdump on the sending
+// host would see it) and matches, and so does not prove the frame left the
+// link; its drop report, recorded after it, matches Dropped instead.
 func OnWire() Matcher {
 	return frameMatcher("on wire", func(f *Frame) bool { return f.Drop == "" })
 }
