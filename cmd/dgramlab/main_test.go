@@ -43,6 +43,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"send", "-h"}, 0, "-to"},
 		{[]string{"bench", "--help"}, 0, "Usage: dgramlab bench"},
 		{[]string{"inspect", "--bogus", "x"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"inspect", "x", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"inspect", "x", "--json", "y"}, 2, "want exactly one FILE, got 2 arguments"},
+		{[]string{"inspect", "--", "x", "--json"}, 2, "want exactly one FILE, got 2 arguments"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runCLI(t, c.args...)
@@ -91,9 +94,11 @@ func TestDemo(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "mtu          1       1442") {
 		t.Fatalf("inspect: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = runCLI(t, "inspect", "--json", pcap)
-	if code != 0 || !strings.Contains(out, `"reason": "mtu"`) {
-		t.Fatalf("inspect --json: exit %d\n%s", code, out)
+	for _, args := range [][]string{{"--json", pcap}, {pcap, "--json"}, {"--json", "--", pcap}} {
+		code, out, errOut = runCLI(t, append([]string{"inspect"}, args...)...)
+		if code != 0 || !strings.Contains(out, `"reason": "mtu"`) {
+			t.Fatalf("inspect %q: exit %d\n%s%s", args, code, out, errOut)
+		}
 	}
 }
 
