@@ -43,6 +43,11 @@ type Info struct {
 	// header); nil when every header present was decoded.
 	Err error
 
+	// ipPayloadLen is the number of IP payload bytes the frame carries,
+	// after any IPv6 extension headers (for a fragment, its data); zero
+	// for a frame that is not IP.
+	ipPayloadLen int
+
 	// fragSum hashes a fragment's payload, to tell a duplicate fragment
 	// from a datagram that reuses an identification.
 	fragSum uint64
@@ -201,6 +206,7 @@ func (d *decoder) decodeIPv4(info *Info, data []byte) error {
 		More:   ip.Flags&layers.IPv4MoreFragments != 0,
 		Len:    len(ip.Payload),
 	}
+	info.ipPayloadLen = len(ip.Payload)
 	if !info.Frag.IsFragment() {
 		info.Frag = FragInfo{}
 	} else {
@@ -255,6 +261,7 @@ func (d *decoder) decodeIPv6(info *Info, data []byte) error {
 		break
 	}
 	info.Proto = proto
+	info.ipPayloadLen = len(payload)
 	if info.Frag.Offset == 0 {
 		decodePorts(info, payload)
 	}

@@ -142,3 +142,22 @@ func MiddleFragment() Matcher {
 func LastFragment() Matcher {
 	return infoPred("last fragment", func(i *Info) bool { return i.Frag.Last() })
 }
+
+// ReassembledSize matches the frame that completes an IP datagram of n
+// bytes of IP payload, transport header included (as Datagram.Size: a UDP
+// datagram with a 3000-byte payload has size 3008): a last fragment whose
+// offset plus length is n, or a packet that is not fragmented and carries
+// n bytes of IP payload (after any IPv6 extension headers). It looks at
+// that one frame only, not at the other fragments: use Reassemble, or
+// capturetest.ExpectReassembled, to check that they all arrived.
+func ReassembledSize(n int) Matcher {
+	return infoPred(fmt.Sprintf("reassembled size %d", n), func(i *Info) bool {
+		switch {
+		case i.IPVersion == 0:
+			return false
+		case i.Frag.IsFragment():
+			return i.Frag.Last() && i.Frag.Offset+i.Frag.Len == n
+		}
+		return i.ipPayloadLen == n
+	})
+}
