@@ -80,6 +80,7 @@ func TestDemo(t *testing.T) {
 		`small  got "hello LAN" from 10.0.0.2:`,
 		"4 frames to ff:ff:ff:ff:ff:ff",
 		`1400 bytes to small: dropped by lan/port3 (reason "mtu"`,
+		`captured as a drop on small/eth0: "dgramlab: dropped: mtu (link small/eth0, inbound)"`,
 		"1400 bytes to peer: delivered (1442-byte frame)",
 		"65507 bytes to peer: delivered, reassembled from 45 IPv4 fragments",
 		"65508 bytes to peer: send EMSGSIZE 10.0.0.3:41236",
