@@ -109,7 +109,8 @@ func (e *truncatedError) Unwrap() error { return io.ErrUnexpectedEOF }
 func (f *framer) fill(n int) (int, error) {
 	got := 0
 	for got < n {
-		chunk := min(n-got, 1<<20)
+		// Grow as the bytes arrive, not as the length claims.
+		chunk := min(n-got, max(4<<10, len(f.buf)), 1<<20)
 		if len(f.buf)+chunk > maxUnit {
 			// Too long to hold: count what is left instead.
 			d, err := f.src.Discard(n - got)
