@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"net"
 	"net/netip"
 
@@ -41,6 +42,15 @@ type Info struct {
 	// Err says why decoding stopped early (a truncated or malformed
 	// header); nil when every header present was decoded.
 	Err error
+
+	// ipPayloadLen is the number of IP payload bytes the frame carries,
+	// after any IPv6 extension headers (for a fragment, its data); zero
+	// for a frame that is not IP.
+	ipPayloadLen int
+
+	// fragSum hashes a fragment's payload, to tell a duplicate fragment
+	// from a datagram that reuses an identification.
+	fragSum uint64
 }
 
 // FragInfo describes one IP fragment.
@@ -196,8 +206,11 @@ func (d *decoder) decodeIPv4(info *Info, data []byte) error {
 		More:   ip.Flags&layers.IPv4MoreFragments != 0,
 		Len:    len(ip.Payload),
 	}
+	info.ipPayloadLen = len(ip.Payload)
 	if !info.Frag.IsFragment() {
 		info.Frag = FragInfo{}
+	} else {
+		info.fragSum = payloadSum(ip.Payload)
 	}
 	if info.Frag.Offset == 0 {
 		decodePorts(info, ip.Payload)
@@ -241,15 +254,25 @@ func (d *decoder) decodeIPv6(info *Info, data []byte) error {
 			}
 			if !info.Frag.IsFragment() {
 				info.Frag = FragInfo{} // an atomic fragment
+			} else {
+				info.fragSum = payloadSum(payload)
 			}
 		}
 		break
 	}
 	info.Proto = proto
+	info.ipPayloadLen = len(payload)
 	if info.Frag.Offset == 0 {
 		decodePorts(info, payload)
 	}
 	return nil
+}
+
+// payloadSum returns the FNV-1a hash of b.
+func payloadSum(b []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(b)
+	return h.Sum64()
 }
 
 // decodePorts reads the ports (and, for UDP, the length) from the start of

@@ -13,7 +13,8 @@
 //
 // Matchers select frames for assertions: All, Any and Not combine
 // predicates on direction, link, MAC and IP addresses, ports, on-wire
-// length, UDP payload size, IP fragments and drop reasons; Count, Filter,
+// length, UDP payload size, IP fragments (first, middle, last, and the
+// size a last fragment completes) and drop reasons; Count, Filter,
 // CheckCount and Reassemble work on the frames a Recorder returns.
 // Package capturetest wraps them as test helpers that print every frame
 // on failure.

@@ -39,6 +39,15 @@ func TestMatchers(t *testing.T) {
 		{FirstFragment(), "first fragment", 2},
 		{MiddleFragment(), "middle fragment", 1},
 		{LastFragment(), "last fragment", 2},
+		{ReassembledSize(108), "reassembled size 108", 4},   // 100-byte UDP payloads
+		{ReassembledSize(3008), "reassembled size 3008", 1}, // the IPv4 last fragment
+		{ReassembledSize(2008), "reassembled size 2008", 1}, // the IPv6 last fragment
+		{ReassembledSize(38), "reassembled size 38", 1},     // IPv6, not fragmented
+		// The dropped 1472-byte datagram, not the 1480-byte first fragment.
+		{ReassembledSize(1480), "reassembled size 1480", 1},
+		{All(OnWire(), ReassembledSize(1480)), "on wire and reassembled size 1480", 0},
+		{Any(ReassembledSize(3008), ReassembledSize(2008)), "reassembled size 3008 or reassembled size 2008", 2},
+		{All(LastFragment(), Not(ReassembledSize(3008))), "last fragment and not reassembled size 3008", 1},
 		{Dropped(""), "dropped", 2},
 		{Dropped("mtu"), "dropped (mtu)", 1},
 		{Not(Dropped("")), "not dropped", len(fs) - 2},

@@ -33,7 +33,10 @@ func Dropped(reason string) Matcher {
 }
 
 // OnWire matches frames that went through the tap, that is, everything but
-// drop reports.
+// drop reports. An outbound frame the link then dropped went through the
+// tap (it is recorded before the link gets it, as tcpdump on the sending
+// host would see it) and matches, and so does not prove the frame left the
+// link; its drop report, recorded after it, matches Dropped instead.
 func OnWire() Matcher {
 	return frameMatcher("on wire", func(f *Frame) bool { return f.Drop == "" })
 }
@@ -138,4 +141,23 @@ func MiddleFragment() Matcher {
 // fragments).
 func LastFragment() Matcher {
 	return infoPred("last fragment", func(i *Info) bool { return i.Frag.Last() })
+}
+
+// ReassembledSize matches the frame that completes an IP datagram of n
+// bytes of IP payload, transport header included (as Datagram.Size: a UDP
+// datagram with a 3000-byte payload has size 3008): a last fragment whose
+// offset plus length is n, or a packet that is not fragmented and carries
+// n bytes of IP payload (after any IPv6 extension headers). It looks at
+// that one frame only, not at the other fragments: use Reassemble, or
+// capturetest.ExpectReassembled, to check that they all arrived.
+func ReassembledSize(n int) Matcher {
+	return infoPred(fmt.Sprintf("reassembled size %d", n), func(i *Info) bool {
+		switch {
+		case i.IPVersion == 0:
+			return false
+		case i.Frag.IsFragment():
+			return i.Frag.Last() && i.Frag.Offset+i.Frag.Len == n
+		}
+		return i.ipPayloadLen == n
+	})
 }

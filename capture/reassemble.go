@@ -18,8 +18,15 @@ type Datagram struct {
 	// SrcPort and DstPort come from the first fragment; zero if it was not
 	// seen.
 	SrcPort, DstPort uint16
-	// Fragments is the number of fragment frames seen.
+	// Fragments is the number of fragment frames seen, Duplicates
+	// included.
 	Fragments int
+	// Duplicates counts the fragments identical to one seen before in
+	// this datagram (same offset, length, more-fragments flag and payload
+	// bytes): the same fragment recorded twice on one link, as in the
+	// captures of a link's two ends merged into one pcap link, or tcpdump
+	// -i any on a bridge.
+	Duplicates int
 	// Size is the reassembled IP payload length in bytes (transport header
 	// included: a UDP datagram with a 3000-byte payload has Size 3008).
 	// It is known once the last fragment is seen, else it is the number of
@@ -41,9 +48,14 @@ func (d Datagram) UDPPayloadLen() int {
 
 // Reassemble groups the IP fragments among frames into datagrams, in the
 // order their first fragment was seen. Fragments are grouped by link,
-// direction, addresses, protocol and IP identification; a fragment whose
-// group is already complete starts a new datagram. Dropped frames are left
-// out: a datagram with a dropped fragment is not complete.
+// direction, addresses, protocol and IP identification. A fragment
+// identical to one already seen in its group (same offset, length,
+// more-fragments flag and payload bytes) is a duplicate, counted in the
+// group's Duplicates, even when the group is complete; any other fragment
+// whose group is complete starts a new datagram (the identification was
+// reused). Only a datagram sent again byte for byte under the same
+// identification is taken for duplicates. Dropped frames are left out: a
+// datagram with a dropped fragment is not complete.
 func Reassemble(frames []Frame) []Datagram {
 	var r reassembler
 	for _, f := range frames {
@@ -65,14 +77,25 @@ type fragKey struct {
 	id    uint32
 }
 
-// maxSpans bounds the fragments tracked per datagram: a 65535-byte IPv4
+// maxFrags bounds the distinct fragments tracked per datagram: a 65535-byte IPv4
 // datagram has at most 8192 fragments of 8 bytes.
-const maxSpans = 8192
+const maxFrags = 8192
 
 type fragGroup struct {
-	d     Datagram
-	spans [][2]int // [start, end) byte ranges seen
-	total int      // payload length from the last fragment, or -1
+	d Datagram
+	// spans are the byte ranges [start, end) seen, sorted, disjoint and
+	// not adjacent: in-order fragments keep one span.
+	spans [][2]int
+	seen  int // bytes in spans
+	total int // payload length from the last fragment, or -1
+	frags map[fragID]struct{}
+}
+
+// fragID identifies a fragment within its datagram.
+type fragID struct {
+	start, end int
+	more       bool
+	sum        uint64 // the payload's hash
 }
 
 // reassembler follows fragmented datagrams; its zero value is ready.
@@ -91,7 +114,16 @@ func (r *reassembler) add(link string, dir Direction, i *Info) (srcPort, dstPort
 		r.open = make(map[fragKey]int)
 	}
 	k := fragKey{link, dir, i.SrcIP, i.DstIP, i.Proto, i.Frag.ID}
+	start, end := i.Frag.Offset, i.Frag.Offset+i.Frag.Len
+	id := fragID{start, end, i.Frag.More, i.fragSum}
 	idx, ok := r.open[k]
+	if ok {
+		if g := r.groups[idx]; g.has(id) {
+			g.d.Fragments++
+			g.d.Duplicates++
+			return g.d.SrcPort, g.d.DstPort
+		}
+	}
 	if !ok || r.groups[idx].d.Complete {
 		idx = len(r.groups)
 		r.groups = append(r.groups, &fragGroup{
@@ -105,37 +137,55 @@ func (r *reassembler) add(link string, dir Direction, i *Info) (srcPort, dstPort
 	if i.Frag.Offset == 0 {
 		g.d.SrcPort, g.d.DstPort = i.SrcPort, i.DstPort
 	}
-	end := i.Frag.Offset + i.Frag.Len
-	if len(g.spans) >= maxSpans {
-		return g.d.SrcPort, g.d.DstPort // a hostile file; stop tracking bytes
-	}
-	g.spans = append(g.spans, [2]int{i.Frag.Offset, end})
 	if !i.Frag.More {
 		g.total = end
+	}
+	if len(g.frags) < maxFrags { // else a hostile file: stop tracking bytes
+		if g.frags == nil {
+			g.frags = make(map[fragID]struct{})
+		}
+		g.frags[id] = struct{}{}
+		g.insert(start, end)
 	}
 	g.update()
 	return g.d.SrcPort, g.d.DstPort
 }
 
+func (g *fragGroup) has(id fragID) bool {
+	_, ok := g.frags[id]
+	return ok
+}
+
+// insert adds [start, end) to the spans, merging it with those it
+// overlaps or touches. It costs a binary search, plus a copy of the spans
+// after it when the fragment is neither next in order nor joins others.
+func (g *fragGroup) insert(start, end int) {
+	if end <= start {
+		return
+	}
+	// The spans from lo to hi-1 overlap or touch [start, end).
+	lo, _ := slices.BinarySearchFunc(g.spans, start, func(s [2]int, start int) int { return s[1] - start })
+	hi := lo
+	for hi < len(g.spans) && g.spans[hi][0] <= end {
+		hi++
+	}
+	merged := [2]int{start, end}
+	for _, s := range g.spans[lo:hi] {
+		merged[0] = min(merged[0], s[0])
+		merged[1] = max(merged[1], s[1])
+		g.seen -= s[1] - s[0]
+	}
+	g.seen += merged[1] - merged[0]
+	g.spans = slices.Replace(g.spans, lo, hi, merged)
+}
+
 // update recomputes Size and Complete from the spans seen.
 func (g *fragGroup) update() {
-	slices.SortFunc(g.spans, func(a, b [2]int) int { return a[0] - b[0] })
-	covered, seen := 0, 0 // contiguous bytes from 0, and bytes seen
-	last := 0
-	for _, s := range g.spans {
-		if s[0] <= covered && s[1] > covered {
-			covered = s[1]
-		}
-		if s[1] > last {
-			seen += s[1] - max(s[0], last)
-			last = s[1]
-		}
-	}
 	if g.total >= 0 {
 		g.d.Size = g.total
-		g.d.Complete = covered >= g.total
+		g.d.Complete = len(g.spans) > 0 && g.spans[0][0] == 0 && g.spans[0][1] >= g.total
 	} else {
-		g.d.Size = seen
+		g.d.Size = g.seen
 	}
 }
 

@@ -16,15 +16,23 @@ import (
 // Frame counts exclude drop reports, which are counted in Drops and in
 // each link's Drops. A frame recorded by two taps (the sender's and the
 // receiver's) is counted once per tap.
+//
+// The frames counted on a link are those the tapped host's NIC saw, as
+// tcpdump on that host would: a frame the host sent that its link then
+// dropped (an MTU check on a switch port, loss or a full queue in an
+// impairment) was recorded as an outbound frame before the link got it,
+// and is counted in Frames and Bytes as well as, from its drop report, in
+// Drops. Subtract the outbound drops to get what left the link.
 type Summary struct {
-	// Format is "pcap" or "pcapng".
+	// Format is "pcap", "pcapng", or "frames" (SummarizeFrames).
 	Format string `json:"format"`
 	// Frames and Bytes count the frames that went through the taps and
 	// their on-wire length.
 	Frames int   `json:"frames"`
 	Bytes  int64 `json:"bytes"`
 	// Links has one entry per link (pcapng interface, or the single link
-	// of a pcap file), in file order.
+	// of a pcap file) that has frames or drops, in the order of its first
+	// frame or drop report; an interface with neither is left out.
 	Links []LinkSummary `json:"links"`
 	// Flows has one entry per IP flow, in order of first frame.
 	Flows []FlowSummary `json:"flows"`
@@ -74,6 +82,10 @@ type FragmentSummary struct {
 	Datagrams int `json:"datagrams"`
 	// Reassembled counts the datagrams whose fragments were all seen.
 	Reassembled int `json:"reassembled"`
+	// Duplicates counts the fragment frames (among Frames) whose bytes
+	// had all been seen already in their datagram, such as each fragment
+	// of a capture that recorded both ends of a link as one.
+	Duplicates int `json:"duplicates"`
 }
 
 // DropSummary counts the frames dropped for one reason.
@@ -190,6 +202,7 @@ func (z *summarizer) add(link int, lt layers.LinkType, dir Direction, data []byt
 func (z *summarizer) finish() *Summary {
 	for _, d := range z.frags.datagrams() {
 		z.s.Fragments.Datagrams++
+		z.s.Fragments.Duplicates += d.Duplicates
 		if d.Complete {
 			z.s.Fragments.Reassembled++
 		}

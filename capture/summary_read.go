@@ -21,8 +21,10 @@ type FormatError struct {
 	// Format is "pcap" or "pcapng", or "" when the input was not
 	// recognized.
 	Format string
-	// Offset is the byte offset in the input at which reading failed (in
-	// the decompressed bytes for a gzip-compressed file).
+	// Offset is the byte offset in the input (in the decompressed bytes
+	// for a gzip-compressed file) where the pcap record or pcapng block
+	// that could not be read starts, or, for an error from the input
+	// itself, where reading failed.
 	Offset int64
 	// Packets is the number of packets read before the failure.
 	Packets int
@@ -30,8 +32,9 @@ type FormatError struct {
 	Err error
 }
 
-// Error returns e.g. "capture: pcapng: at byte 1234 (after 5 packets):
-// unexpected EOF".
+// Error returns e.g. "capture: pcapng: at byte 588 (after 4 packets):
+// enhanced packet block: total length 2147483632 exceeds the 146240 bytes
+// left".
 func (e *FormatError) Error() string {
 	f := e.Format
 	if f == "" {
@@ -60,9 +63,16 @@ func SummarizeFile(path string) (*Summary, error) {
 // nanosecond pcap, optionally gzip-compressed; the format is detected from
 // the first bytes) and summarizes it. pcapng files may mix link types.
 // Drops are recognized by the comments PcapngWriter writes (see
-// DropComment). Input that is not a capture file, or is truncated or
-// corrupt, gives a *FormatError naming the byte offset where reading
-// failed.
+// DropComment).
+//
+// Each pcap record and pcapng block is checked whole before it is parsed:
+// its length against the bytes left, a pcapng block's trailing total
+// length against its leading one, and a packet's captured length against
+// the record or block that holds it. Input that is not a capture file, or
+// is truncated or corrupt, gives a *FormatError naming the offset where
+// the bad record or block starts and what is wrong with it; an error
+// reading the input (a directory, a failing disk) gives a *FormatError
+// that wraps it.
 func Summarize(r io.Reader) (s *Summary, err error) {
 	in := newOffsetReader(r)
 	defer func() {
@@ -70,17 +80,24 @@ func Summarize(r io.Reader) (s *Summary, err error) {
 			s, err = nil, &FormatError{Offset: in.offset(), Err: fmt.Errorf("%w: %v", errInternal, p)}
 		}
 	}()
-	magic, _ := in.br.Peek(4)
+	magic, err := in.br.Peek(4)
 	if len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		gz, err := gzip.NewReader(in.br)
-		if err != nil {
-			return nil, &FormatError{Offset: in.offset(), Err: fmt.Errorf("gzip: %w", err)}
+		gz, gzErr := gzip.NewReader(in.br)
+		if gzErr != nil {
+			return nil, &FormatError{Offset: in.offset(), Err: fmt.Errorf("gzip: %w", gzErr)}
 		}
 		defer gz.Close()
 		in = newOffsetReader(gz)
-		magic, _ = in.br.Peek(4)
+		magic, err = in.br.Peek(4)
+		if err != nil && err != io.EOF {
+			err = fmt.Errorf("gzip: %w", err)
+		}
 	}
 	if len(magic) < 4 {
+		if err != nil && err != io.EOF {
+			// A read error, not a short file: say what it was.
+			return nil, &FormatError{Offset: int64(len(magic)), Err: err}
+		}
 		return nil, &FormatError{Offset: int64(len(magic)), Err: fmt.Errorf("too short for a capture file (%d bytes)", len(magic))}
 	}
 	switch m := binary.LittleEndian.Uint32(magic); m {
@@ -94,10 +111,9 @@ func Summarize(r io.Reader) (s *Summary, err error) {
 }
 
 func summarizePcap(in *offsetReader) (*Summary, error) {
-	fail := func(n int, err error) error {
-		return &FormatError{Format: "pcap", Offset: in.offset(), Packets: n, Err: noEOF(err)}
-	}
-	pr, err := pcapgo.NewReader(in.br)
+	fr := newPcapFramer(in.br)
+	fail := func(n int, err error) error { return fr.fail("pcap", n, err) }
+	pr, err := pcapgo.NewReader(fr)
 	if err != nil {
 		return nil, fail(0, err)
 	}
@@ -117,10 +133,9 @@ func summarizePcap(in *offsetReader) (*Summary, error) {
 }
 
 func summarizePcapng(in *offsetReader) (*Summary, error) {
-	fail := func(n int, err error) error {
-		return &FormatError{Format: "pcapng", Offset: in.offset(), Packets: n, Err: noEOF(err)}
-	}
-	nr, err := pcapgo.NewNgReader(in.br, pcapgo.NgReaderOptions{WantMixedLinkType: true})
+	fr := newPcapngFramer(in.br)
+	fail := func(n int, err error) error { return fr.fail("pcapng", n, err) }
+	nr, err := pcapgo.NewNgReader(fr, pcapgo.NgReaderOptions{WantMixedLinkType: true})
 	if err != nil {
 		return nil, fail(0, err)
 	}
@@ -178,10 +193,9 @@ func noEOF(err error) error {
 	return err
 }
 
-// offsetReader knows how many bytes its consumers have taken: pcapgo's
-// readers wrap their input in a bufio.Reader unless it already is one, so
-// they are handed br, and the offset is what br read minus what it still
-// buffers.
+// offsetReader knows how many bytes its consumers have taken from br:
+// what br read minus what it still buffers. (Summarize peeks at the magic
+// through br, and the framer that feeds pcapgo reads from it.)
 type offsetReader struct {
 	n  int64 // bytes read from the source
 	r  io.Reader

@@ -3,9 +3,11 @@ package capture
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -167,6 +169,14 @@ func TestSummarizeGzip(t *testing.T) {
 func TestSummarizeErrors(t *testing.T) {
 	ng := writePcapng(t, scenario(t))
 	pc := writePcap(t, scenario(t))
+	pcRec := pcapRecords(t, pc)
+	ngBlk := pcapngBlocks(t, ng)
+	var epb []int // the Enhanced Packet Blocks
+	for _, off := range ngBlk {
+		if binary.LittleEndian.Uint32(ng[off:]) == 6 {
+			epb = append(epb, off)
+		}
+	}
 	for _, tc := range []struct {
 		name   string
 		in     []byte
@@ -177,11 +187,22 @@ func TestSummarizeErrors(t *testing.T) {
 		{"empty", nil, "", 0, "too short"},
 		{"short", []byte{0xd4, 0xc3}, "", 2, "too short"},
 		{"text", []byte("hello, world\n"), "", 0, "not a pcap or pcapng file (starts with 68656c6c)"},
-		{"pcap header cut", pc[:20], "pcap", 20, "unexpected EOF"},
-		{"pcap record header cut", pc[:24+8], "pcap", 32, "after 0 packets): unexpected EOF"},
-		{"pcap packet cut", pc[:24+16+100], "pcap", 140, "after 1 packets): unexpected EOF"},
-		{"pcapng cut in the 3rd block", ng[:len(ng)-len(ng)/2], "pcapng", int64(len(ng) - len(ng)/2), "unexpected EOF"},
-		{"pcapng bad byte order", append(append([]byte{}, ng[:8]...), 1, 2, 3, 4), "pcapng", 12, "Wrong byte order"},
+		{"pcap header cut", pc[:20], "pcap", 0, "file header cut short: 20 of 24 bytes"},
+		{"pcap record header cut", pc[:24+8], "pcap", 24, "(after 0 packets): record header cut short: 8 of 16 bytes"},
+		{"pcap packet cut", pc[:pcRec[1]+100], "pcap", int64(pcRec[1]), "(after 1 packets): record: captured length 142 exceeds the 84 bytes left after its header"},
+		{"pcap caplen too large", setU32(pc, pcRec[4]+8, binary.LittleEndian, 0x7ffffff0), "pcap", int64(pcRec[4]),
+			fmt.Sprintf("(after 4 packets): record: captured length 2147483632 exceeds the %d bytes left after its header", len(pc)-pcRec[4]-16)},
+		{"pcapng cut in a block", ng[:ngBlk[5]+30], "pcapng", int64(ngBlk[5]), "enhanced packet block: total length"},
+		{"pcapng block header cut", ng[:ngBlk[5]+2], "pcapng", int64(ngBlk[5]), "block header cut short: 2 of 8 bytes"},
+		{"pcapng total length too large", setU32(ng, epb[4]+4, binary.LittleEndian, 0x7ffffff0), "pcapng", int64(epb[4]),
+			fmt.Sprintf("(after 4 packets): enhanced packet block: total length 2147483632 exceeds the %d bytes left", len(ng)-epb[4])},
+		{"pcapng total length not a multiple of 4", setU32(ng, epb[1]+4, binary.LittleEndian, 30), "pcapng", int64(epb[1]),
+			"(after 1 packets): enhanced packet block: total length 30 is not a multiple of 4 of at least 12"},
+		{"pcapng total lengths differ", setU32(ng, epb[2]+epbLen(ng, epb[2])-4, binary.LittleEndian, uint32(epbLen(ng, epb[2])+4)), "pcapng", int64(epb[2]),
+			fmt.Sprintf("(after 2 packets): enhanced packet block: total lengths differ: %d at the start, %d at the end", epbLen(ng, epb[2]), epbLen(ng, epb[2])+4)},
+		{"pcapng caplen too large", setU32(ng, epb[3]+20, binary.LittleEndian, uint32(epbLen(ng, epb[3]))), "pcapng", int64(epb[3]),
+			fmt.Sprintf("(after 3 packets): enhanced packet block: captured length %d exceeds the %d bytes of packet data", epbLen(ng, epb[3]), epbLen(ng, epb[3])-32)},
+		{"pcapng bad byte order", append(append([]byte{}, ng[:8]...), 1, 2, 3, 4), "pcapng", 0, "byte-order magic 01020304 is not 1a2b3c4d"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, err := Summarize(bytes.NewReader(tc.in))
@@ -202,6 +223,55 @@ func TestSummarizeErrors(t *testing.T) {
 			t.Errorf("Summarize = %v, want the reader's error", err)
 		}
 	})
+}
+
+func TestSummarizeFileReadError(t *testing.T) {
+	dir := t.TempDir()
+	_, err := SummarizeFile(dir)
+	var fe *FormatError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "is a directory") || strings.Contains(err.Error(), "too short") {
+		t.Errorf("SummarizeFile(a directory) = %v, want a *FormatError with the read error", err)
+	}
+	// The same for a gzip stream that breaks in its first bytes.
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(writePcapng(t, scenario(t)))
+	zw.Close()
+	gz := buf.Bytes()
+	_, err = Summarize(io.MultiReader(bytes.NewReader(gz[:12]), iotestErrReader{}))
+	if err == nil || !strings.Contains(err.Error(), "disk on fire") {
+		t.Errorf("Summarize(gzip, then a read error) = %v, want the reader's error", err)
+	}
+}
+
+// pcapRecords returns the offset of each record of a pcap file.
+func pcapRecords(t *testing.T, b []byte) []int {
+	t.Helper()
+	var offs []int
+	for off := 24; off < len(b); off += 16 + int(binary.LittleEndian.Uint32(b[off+8:])) {
+		offs = append(offs, off)
+	}
+	return offs
+}
+
+// pcapngBlocks returns the offset of each block of a little-endian pcapng
+// file.
+func pcapngBlocks(t *testing.T, b []byte) []int {
+	t.Helper()
+	var offs []int
+	for off := 0; off < len(b); off += int(binary.LittleEndian.Uint32(b[off+4:])) {
+		offs = append(offs, off)
+	}
+	return offs
+}
+
+func epbLen(b []byte, off int) int { return int(binary.LittleEndian.Uint32(b[off+4:])) }
+
+// setU32 returns a copy of b with the 32-bit word at off set to v.
+func setU32(b []byte, off int, order binary.ByteOrder, v uint32) []byte {
+	c := bytes.Clone(b)
+	order.PutUint32(c[off:], v)
+	return c
 }
 
 type iotestErrReader struct{}

@@ -46,8 +46,12 @@ func (s *Summary) WriteText(w io.Writer) error {
 		}
 	}
 
-	fmt.Fprintf(tw, "\nfragments: %d frames, %d datagrams, %d reassembled\n",
+	fmt.Fprintf(tw, "\nfragments: %d frames, %d datagrams, %d reassembled",
 		s.Fragments.Frames, s.Fragments.Datagrams, s.Fragments.Reassembled)
+	if s.Fragments.Duplicates > 0 {
+		fmt.Fprintf(tw, ", %d duplicates", s.Fragments.Duplicates)
+	}
+	fmt.Fprintf(tw, "\n")
 	fmt.Fprintf(tw, "broadcasts: %d  multicasts: %d  non-ip: %d\n", s.Broadcasts, s.Multicasts, s.NonIP)
 
 	if len(s.Drops) > 0 {

@@ -279,10 +279,17 @@ func (sc *scenario) mtu(client *dgram.Socket) {
 		s.Bind(port, "", nil)
 	}
 	// A drop on small's port advances it too.
+	// The port reports the drop to this hook and to the tap on small's
+	// NIC, which records it on small's link: say where to find it.
 	remove := small.port.AddDropHook(func(frame []byte, outbound bool, reason string) {
+		dir := capture.Inbound
+		if outbound {
+			dir = capture.Outbound
+		}
 		sc.loop.Post(func() {
 			sc.printf("  1400 bytes to small: dropped by %s (reason %q: a %d-byte IP packet > MTU %d), never delivered\n",
 				small.port.Name(), reason, len(frame)-14, small.port.PortMTU())
+			sc.printf("    captured as a drop on %s: %q\n", small.link, capture.DropComment(reason, small.link, dir))
 			next()
 		})
 	})

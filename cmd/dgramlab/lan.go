@@ -14,7 +14,8 @@ import (
 type lanHost struct {
 	name string
 	addr netip.Addr
-	mtu  int // the MTU of its switch port (and NIC)
+	mtu  int    // the MTU of its switch port (and NIC)
+	link string // the name of its NIC's capture tap, "name/eth0"
 	host *stack.Host
 	port *stack.Port
 }
@@ -55,7 +56,8 @@ func buildLAN(specs []lanHost, sink capture.Sink, vc *stack.VirtualClock) (*lan,
 			l.close()
 			return nil, err
 		}
-		tap := capture.NewTap(h.port, capture.TapOptions{Name: h.name + "/eth0", Sink: sink, Clock: tapClock})
+		h.link = h.name + "/eth0"
+		tap := capture.NewTap(h.port, capture.TapOptions{Name: h.link, Sink: sink, Clock: tapClock})
 		if _, err := host.AddNIC(tap, stack.NICOptions{Addresses: []netip.Prefix{netip.PrefixFrom(h.addr, 24)}}); err != nil {
 			l.close()
 			return nil, fmt.Errorf("%s: %w", h.name, err)

@@ -43,6 +43,9 @@ func TestUsage(t *testing.T) {
 		{[]string{"send", "-h"}, 0, "-to"},
 		{[]string{"bench", "--help"}, 0, "Usage: dgramlab bench"},
 		{[]string{"inspect", "--bogus", "x"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"inspect", "x", "--bogus"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"inspect", "x", "--json", "y"}, 2, "want exactly one FILE, got 2 arguments"},
+		{[]string{"inspect", "--", "x", "--json"}, 2, "want exactly one FILE, got 2 arguments"},
 	}
 	for _, c := range cases {
 		code, stdout, stderr := runCLI(t, c.args...)
@@ -77,6 +80,7 @@ func TestDemo(t *testing.T) {
 		`small  got "hello LAN" from 10.0.0.2:`,
 		"4 frames to ff:ff:ff:ff:ff:ff",
 		`1400 bytes to small: dropped by lan/port3 (reason "mtu"`,
+		`captured as a drop on small/eth0: "dgramlab: dropped: mtu (link small/eth0, inbound)"`,
 		"1400 bytes to peer: delivered (1442-byte frame)",
 		"65507 bytes to peer: delivered, reassembled from 45 IPv4 fragments",
 		"65508 bytes to peer: send EMSGSIZE 10.0.0.3:41236",
@@ -91,9 +95,11 @@ func TestDemo(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "mtu          1       1442") {
 		t.Fatalf("inspect: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = runCLI(t, "inspect", "--json", pcap)
-	if code != 0 || !strings.Contains(out, `"reason": "mtu"`) {
-		t.Fatalf("inspect --json: exit %d\n%s", code, out)
+	for _, args := range [][]string{{"--json", pcap}, {pcap, "--json"}, {"--json", "--", pcap}} {
+		code, out, errOut = runCLI(t, append([]string{"inspect"}, args...)...)
+		if code != 0 || !strings.Contains(out, `"reason": "mtu"`) {
+			t.Fatalf("inspect %q: exit %d\n%s%s", args, code, out, errOut)
+		}
 	}
 }
 
