@@ -12,3 +12,6 @@ func SetDevicePath(p string) (restore func()) {
 
 // Probe asks d's device whether it is still there (see probe).
 func Probe(d *Device) syscall.Errno { return probe(d.file) }
+
+// OpenError is openError, for tests of the hints it gives.
+func OpenError(op string, opts Options, err error) *Error { return openError(op, opts.Name, opts, err) }

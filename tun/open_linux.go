@@ -187,13 +187,21 @@ func openError(op, name string, opts Options, err error) *Error {
 		e.Err = errno
 	}
 	switch {
-	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+	case op == "set MTU" && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)):
 		e.Kind = ErrPermission
-		e.Hint = "needs CAP_NET_ADMIN and access to " + devicePath +
-			": run as root, grant the capability (setcap cap_net_admin+ep BINARY), or attach to a device made for your user (ip tuntap add dev NAME mode " + opts.kind() + " user $USER)"
-		if op == "set MTU" {
-			e.Hint = "changing the MTU needs CAP_NET_ADMIN: leave the MTU as it is, or set it with ip link set dev " + name + " mtu N"
+		e.Hint = "changing the MTU needs CAP_NET_ADMIN: leave the MTU as it is, or set it with ip link set dev " + name + " mtu N"
+	case errors.Is(err, syscall.EACCES):
+		// The open of /dev/net/tun itself was refused: its mode.
+		e.Kind = ErrPermission
+		mode := ""
+		if fi, serr := os.Stat(devicePath); serr == nil {
+			mode = fmt.Sprintf(" (mode %04o)", fi.Mode().Perm())
 		}
+		e.Hint = "cannot open " + devicePath + mode + " for reading and writing: run as root, or make it usable (chmod 0666 " + devicePath + ", as most distributions ship it)"
+	case errors.Is(err, syscall.EPERM):
+		// The device opened, but the kernel refused to create or attach.
+		e.Kind = ErrPermission
+		e.Hint = "missing CAP_NET_ADMIN: run as root, grant the capability (setcap cap_net_admin+ep BINARY), or attach to a device made for your user (ip tuntap add dev NAME mode " + opts.kind() + " user $USER)"
 	case errors.Is(err, syscall.EBUSY):
 		e.Kind = ErrBusy
 		e.Hint = "another program (or Device) has it open"

@@ -10,7 +10,10 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/dgramlab/dgramlab/tun"
+	"github.com/dgramlab/dgramlab/tun/tuntest"
 )
 
 func TestValidate(t *testing.T) {
@@ -65,6 +68,59 @@ func TestErrorText(t *testing.T) {
 	perm := &tun.Error{Op: "create", Kind: tun.ErrPermission, Err: syscall.EPERM}
 	if !errors.Is(perm, os.ErrPermission) {
 		t.Errorf("errors.Is(%v, os.ErrPermission) = false", perm)
+	}
+}
+
+// TestOpenErrorHints: a refused open of /dev/net/tun (EACCES: its mode)
+// and a refused device setup (EPERM: no CAP_NET_ADMIN) name different
+// causes; both are ErrPermission.
+func TestOpenErrorHints(t *testing.T) {
+	opts := tun.Options{Name: "dgl0", Create: true}
+	for _, c := range []struct {
+		op   string
+		err  error
+		want string
+	}{
+		{"create", syscall.EACCES, "cannot open /dev/net/tun"},
+		{"create", syscall.EPERM, "missing CAP_NET_ADMIN"},
+		{"attach", syscall.EPERM, "ip tuntap add dev NAME mode tun user $USER"},
+		{"set MTU", syscall.EPERM, "changing the MTU needs CAP_NET_ADMIN"},
+	} {
+		e := tun.OpenError(c.op, opts, c.err)
+		if !errors.Is(e, tun.ErrPermission) || !strings.Contains(e.Error(), c.want) {
+			t.Errorf("%s, %v: %v; want ErrPermission saying %q", c.op, c.err, e, c.want)
+		}
+	}
+}
+
+// TestOpenWithoutPrivilege: without CAP_NET_ADMIN (make test-unprivileged
+// runs the tests so), Open fails with ErrPermission naming what is
+// missing: access to /dev/net/tun when its mode refuses the user, else the
+// capability. It runs only where the process surely lacks the capability,
+// so that it can create nothing.
+func TestOpenWithoutPrivilege(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("TUN/TAP devices are supported on Linux only")
+	}
+	if !tuntest.LacksNetAdmin() {
+		t.Skip("the process has CAP_NET_ADMIN: make test-unprivileged runs this test")
+	}
+	if _, err := os.Stat("/dev/net/tun"); err != nil {
+		t.Skip("no /dev/net/tun (TestOpenNoDriver covers that)")
+	}
+	want := "missing CAP_NET_ADMIN"
+	if unix.Access("/dev/net/tun", unix.R_OK|unix.W_OK) != nil {
+		want = "cannot open /dev/net/tun"
+	}
+	for _, opts := range []tun.Options{{Name: "dglperm0", Create: true}, {Name: "dglperm0", TAP: true, Create: true}} {
+		d, err := tun.Open(opts)
+		if err == nil {
+			d.Close()
+			t.Fatalf("Open(%+v) succeeded without CAP_NET_ADMIN", opts)
+		}
+		if !errors.Is(err, tun.ErrPermission) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Open(%+v) = %v; want ErrPermission saying %q", opts, err, want)
+		}
 	}
 }
 

@@ -83,6 +83,15 @@ func missingCaps() string {
 	return who + " " + strings.Join(lack, " and ") + " (run the tests as root with them, e.g. sudo go test)"
 }
 
+// LacksNetAdmin reports whether the process surely lacks CAP_NET_ADMIN
+// (its effective capabilities say so), so that opening a TUN/TAP device
+// cannot create anything: tests of the permission errors run only then.
+func LacksNetAdmin() bool {
+	const capNetAdmin = 12
+	caps, ok := effectiveCaps()
+	return ok && caps&(1<<capNetAdmin) == 0
+}
+
 // effectiveCaps returns the process's effective capabilities (CapEff in
 // /proc/self/status); false where they cannot be read.
 func effectiveCaps() (uint64, bool) {
