@@ -28,6 +28,7 @@ func TestTunUsage(t *testing.T) {
 		{[]string{"echo"}, "echo: --tun NAME is required"},
 		{[]string{"echo", "--tun", "dgl0"}, "echo: --addr ADDRESS/PREFIX is required"},
 		{[]string{"echo", "--tun", "dgl0", "--addr", "10.99.0.2"}, "--addr 10.99.0.2 has no prefix length (want e.g. 10.99.0.2/24)"},
+		{[]string{"echo", "--tun", "dgl0", "--addr", "fd00::2"}, "--addr fd00::2 has no prefix length (want e.g. fd00::2/64)"},
 		{[]string{"echo", "--tun", "dgl0", "--addr", "nope/24"}, `--addr "nope/24" is not an address with a prefix length`},
 		{[]string{"echo", "--tun", "dgl0", "--addr", "224.0.0.1/4"}, "is not a unicast address"},
 		{[]string{"echo", "--tun", "a-very-long-device", "--addr", "10.99.0.2/24"}, `device name "a-very-long-device" is 18 bytes long, more than Linux's 15`},
@@ -299,6 +300,40 @@ func TestSend(t *testing.T) {
 			t.Errorf("send to broadcast without --broadcast: exit %d:\n%s", code, r.out.String())
 		}
 	})
+}
+
+// send prints each reply as it comes, between its sends (not after the
+// last one), and a device deleted under a long send is an 'error' event
+// on its socket before send exits with status 1.
+func TestSendDeviceVanishes(t *testing.T) {
+	tunModes(t, func(t *testing.T, tap bool) {
+		ns := tunNamespace(t, tap)
+		k := ns.ListenUDP(t, "10.99.0.1:41234")
+		go kernelEcho(k)
+		args := []string{"send", "--tun", "dgl0", "--addr", "10.99.0.3/24", "--to", "10.99.0.1:41234", "--count", "100000000"}
+		if tap {
+			args = append(args, "--tap")
+		}
+		r := startCLI(t, ns, append(args, "ping")...)
+		r.out.waitFor(t, "reply: ping from 10.99.0.1:41234")
+		ns.IP(t, "link", "del", "dgl0")
+		if code := r.wait(t); code != 1 {
+			t.Fatalf("exit %d, want 1:\n%s", code, tail(r.out.String()))
+		}
+		for _, want := range []string{"socket error:\nrecvmsg ENETDOWN\n", "dgramlab: send: tun: ", " dgl0: device vanished"} {
+			if !strings.Contains(r.out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, tail(r.out.String()))
+			}
+		}
+	})
+}
+
+// tail is the end of a long output.
+func tail(s string) string {
+	if len(s) > 3000 {
+		return "..." + s[len(s)-3000:]
+	}
+	return s
 }
 
 // send with impairments reports what they dropped, by reason, and the

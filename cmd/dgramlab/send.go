@@ -103,12 +103,20 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if err != nil {
 				fmt.Fprintf(stdout, "send %d failed: %v\n", i+1, err)
 				sockErr = err
-				finish()
+				select {
+				case <-th.dev.Done():
+					// The device vanished: the host fails the socket,
+					// whose 'error' event comes next and finishes.
+				default:
+					finish()
+				}
 				return
 			}
 			fmt.Fprintf(stdout, "sent %d bytes to %s:%d\n", n, host, port)
 			if i+1 < *count {
-				sendNext(i + 1)
+				// The next send waits for the I/O that came meanwhile
+				// (setImmediate): replies print as they arrive.
+				loop.Post(func() { sendNext(i + 1) })
 				return
 			}
 			if replies >= *count {

@@ -57,8 +57,12 @@ func (f *tunFlags) config(cmd string) (tunConfig, error) {
 	}
 	prefix, err := netip.ParsePrefix(f.addr)
 	if err != nil {
-		if _, aerr := netip.ParseAddr(f.addr); aerr == nil {
-			return tunConfig{}, usagef("%s: --addr %s has no prefix length (want e.g. %s/24)", cmd, f.addr, f.addr)
+		if a, aerr := netip.ParseAddr(f.addr); aerr == nil {
+			bits := 24
+			if a.Is6() {
+				bits = 64
+			}
+			return tunConfig{}, usagef("%s: --addr %s has no prefix length (want e.g. %s/%d)", cmd, f.addr, f.addr, bits)
 		}
 		return tunConfig{}, usagef("%s: --addr %q is not an address with a prefix length: %v", cmd, f.addr, err)
 	}
