@@ -51,6 +51,7 @@ type Device struct {
 	closed     bool
 	err        error
 	onClose    func()
+	restore    func() // undoes what Open changed on a device it attached to
 	readerDone chan struct{}
 	done       chan struct{}
 	doneOnce   sync.Once
@@ -126,8 +127,8 @@ func (d *Device) fail(err *Error) {
 }
 
 // Close implements stack.LinkEndpoint. It closes the device, which the
-// kernel removes if Open created it, waits for the reader goroutine to
-// exit and closes Done. Frames the host writes afterwards are dropped
+// kernel removes if Open created it (one Open attached to gets back the
+// MTU it had), waits for the reader goroutine to exit and closes Done. Frames the host writes afterwards are dropped
 // (DropLinkDown). Calling Close again only waits.
 func (d *Device) Close() {
 	d.mu.Lock()
@@ -145,6 +146,9 @@ func (d *Device) Close() {
 		<-d.readerDone
 	}
 	if first {
+		if d.restore != nil {
+			d.restore()
+		}
 		d.doneOnce.Do(func() { close(d.done) })
 		if onClose != nil {
 			onClose()

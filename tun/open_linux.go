@@ -47,7 +47,12 @@ func Open(opts Options) (*Device, error) {
 	if err != nil {
 		return nil, &Error{Op: op, Name: name, Kind: ErrFailed, Err: err}
 	}
-	defer ctl.close()
+	keepCtl := false // the Device keeps it to restore the MTU
+	defer func() {
+		if !keepCtl {
+			ctl.close()
+		}
+	}()
 	if name != "" {
 		if err := ctl.check(opts); err != nil {
 			return nil, err
@@ -77,6 +82,7 @@ func Open(opts Options) (*Device, error) {
 	events.waitRunning(ctl, name)
 
 	mtu, err := ctl.mtu(name)
+	oldMTU := mtu
 	if err == nil && opts.MTU != 0 && opts.MTU != mtu {
 		if err = ctl.setMTU(name, opts.MTU); err == nil {
 			mtu = opts.MTU
@@ -101,7 +107,18 @@ func Open(opts Options) (*Device, error) {
 			mac = defaultMAC(name)
 		}
 	}
-	return newDevice(name, opts.TAP, opts.Create, mtu, nicMTU, mac, file), nil
+	d := newDevice(name, opts.TAP, opts.Create, mtu, nicMTU, mac, file)
+	if !opts.Create && mtu != oldMTU {
+		// A device we attached to gets its MTU back when we close. The
+		// control socket stays in the namespace the device is in,
+		// whichever thread Close runs on.
+		keepCtl = true
+		d.restore = func() {
+			ctl.setMTU(name, oldMTU) // fails only if the device is gone
+			ctl.close()
+		}
+	}
+	return d, nil
 }
 
 // defaultMAC derives a locally administered unicast MAC from the device

@@ -41,7 +41,8 @@ type Options struct {
 	Create bool
 	// MTU sets the device's MTU: the largest IP packet it carries (the
 	// Ethernet header of a TAP frame is not counted). Default 0: keep the
-	// device's MTU (1500 for a device Open creates). MinMTU..MaxMTU.
+	// device's MTU (1500 for a device Open creates). MinMTU..MaxMTU. A
+	// device Open attached to gets its old MTU back on Close.
 	MTU int
 	// NICMTU is the MTU the attached NIC is told. Default 0: the device's
 	// MTU. Set it larger to model a host whose MTU is wrong for its link:
