@@ -135,12 +135,16 @@ func FuzzSocketCalls(f *testing.F) {
 
 		n := 1 + int(cfg&1)
 		var socks []*dgram.Socket
+		var cancels []context.CancelFunc // each socket's Context (Node's signal)
 		for i := range n {
 			typ := "udp4"
 			if cfg>>(1+i)&1 != 0 {
 				typ = "udp6"
 			}
-			s, err := loop.CreateSocket(typ, func([]byte, dgram.RemoteInfo) { tr.event(i, "message") })
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			cancels = append(cancels, cancel)
+			s, err := loop.CreateSocketWith(dgram.SocketOptions{Type: typ, Context: ctx}, func([]byte, dgram.RemoteInfo) { tr.event(i, "message") })
 			if err != nil {
 				t.Fatalf("CreateSocket(%s) = %v", typ, err)
 			}
@@ -190,7 +194,7 @@ func FuzzSocketCalls(f *testing.F) {
 			i := int(a.byte()) % n
 			s := socks[i]
 			name := func(call string) string { return fmt.Sprintf("s%d %s", i, call) }
-			switch op % 21 {
+			switch op % 22 {
 			case 0:
 				once := tr.once("bind")
 				tr.checkErr(name("Bind"), s.Bind(pick(a, fuzzPorts), pick(a, fuzzAddrs), once))
@@ -260,6 +264,13 @@ func FuzzSocketCalls(f *testing.F) {
 					s.Unref()
 				} else {
 					s.Ref()
+				}
+			case 21:
+				// Abort: on the loop, or from another goroutine.
+				if a.byte()&1 == 1 {
+					cancels[i]()
+				} else {
+					go cancels[i]()
 				}
 			}
 			loop.Post(step)
