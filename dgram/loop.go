@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"sync"
 )
 
@@ -37,9 +38,11 @@ type Loop struct {
 	// while a write delivers synchronously to a socket of this loop).
 	readyMu sync.Mutex
 	ready   []*Socket
-	// signalled holds the sockets that have a Context (Node's signal)
-	// and are not known to be closed, for abortSignalledLocked.
-	signalled []*Socket
+	// signals groups the open sockets that have a Context (Node's signal)
+	// by its Done channel, for abortSignalledLocked: one check per
+	// distinct Context, however many sockets share it.
+	signals    []*signalGroup
+	signalByCh map[<-chan struct{}]*signalGroup
 	// closing holds the reader-done channels of closed sockets, which Run
 	// waits for before it returns.
 	closing []chan struct{}
@@ -59,25 +62,68 @@ func (l *Loop) Network() Network { return l.network }
 // every socket call and before each event the loop dispatches, so that a
 // cancel made on the loop is in force before anything else happens there.
 // Sockets sharing a Context close in the order they were created, as
-// Node runs a signal's abort listeners.
+// Node runs a signal's abort listeners. The cost is one channel poll per
+// distinct Context of the loop's open sockets.
 func (l *Loop) abortSignalledLocked() {
-	if len(l.signalled) == 0 {
-		return
-	}
-	keep := l.signalled[:0]
-	for _, s := range l.signalled {
-		if s.closed {
+	for i := 0; i < len(l.signals); {
+		g := l.signals[i]
+		select {
+		case <-g.done:
+		default:
+			i++
 			continue
 		}
-		select {
-		case <-s.opts.Context.Done():
-			s.abortLocked()
-		default:
-			keep = append(keep, s)
+		l.signals = slices.Delete(l.signals, i, i+1)
+		delete(l.signalByCh, g.done)
+		for _, s := range g.socks {
+			if s.signal == g {
+				s.signal = nil
+				s.abortLocked()
+			}
 		}
 	}
-	clear(l.signalled[len(keep):])
-	l.signalled = keep
+}
+
+// A signalGroup is the open sockets of a loop that share a Context.
+type signalGroup struct {
+	done   <-chan struct{}
+	socks  []*Socket // in creation order; closed ones leave lazily
+	closed int       // sockets in socks that have left
+}
+
+// watchSignalLocked adds s, whose Context is ctx, to its group.
+func (l *Loop) watchSignalLocked(s *Socket, done <-chan struct{}) {
+	g := l.signalByCh[done]
+	if g == nil {
+		g = &signalGroup{done: done}
+		if l.signalByCh == nil {
+			l.signalByCh = make(map[<-chan struct{}]*signalGroup)
+		}
+		l.signalByCh[done] = g
+		l.signals = append(l.signals, g)
+	}
+	g.socks = append(g.socks, s)
+	s.signal = g
+}
+
+// unwatchSignalLocked takes a closing socket out of its group, so that a
+// long-lived Context shared by many short-lived sockets holds none of
+// them.
+func (l *Loop) unwatchSignalLocked(s *Socket) {
+	g := s.signal
+	if g == nil {
+		return
+	}
+	s.signal = nil
+	if g.closed++; g.closed*2 < len(g.socks) {
+		return
+	}
+	g.socks = slices.DeleteFunc(g.socks, func(o *Socket) bool { return o.signal != g })
+	g.closed = 0
+	if len(g.socks) == 0 {
+		l.signals = slices.DeleteFunc(l.signals, func(o *signalGroup) bool { return o == g })
+		delete(l.signalByCh, g.done)
+	}
 }
 
 // nextTick queues fn to run before any further I/O event.

@@ -88,6 +88,7 @@ func (s *Socket) send(buf []byte, port int, address string, cb func(int, error))
 	}
 	if s.bindState != bindBound {
 		s.enqueueLocked(func() { s.sendBound(buf, port, address, cb) })
+		s.queuedSends++
 		l.mu.Unlock()
 		return nil
 	}
@@ -168,8 +169,7 @@ func (s *Socket) enqueueLocked(fn func()) {
 		s.errorMonitors = append(s.errorMonitors, func(error) {
 			rmListen()
 			s.loop.mu.Lock()
-			s.stats.sendsDiscarded.Add(uint64(len(s.queue)))
-			s.queue, s.queued = nil, false
+			s.discardQueueLocked()
 			if s.connectState == connConnecting {
 				s.connectState = connDisconnected
 			}
@@ -178,7 +178,7 @@ func (s *Socket) enqueueLocked(fn func()) {
 		rmListen = s.addListenerLocked(evListening, func() {
 			s.loop.mu.Lock()
 			q := s.queue
-			s.queue, s.queued = nil, false
+			s.queue, s.queued, s.queuedSends = nil, false, 0
 			s.errorMonitors = nil
 			s.loop.mu.Unlock()
 			rmListen()

@@ -145,6 +145,30 @@ func TestSendThenClose(t *testing.T) {
 	})
 }
 
+// B36: a Close queued behind a failing bind is forgotten with the queued
+// sends, as in Node (its enqueue drops the whole queue on the bind's
+// error: the socket stays open, unbound); SendsDiscarded counts the sends
+// only.
+func TestQueuedCloseBindFails(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		s := x.sock("udp4")
+		s.OnError(func(err error) { x.log("error %s", errString(err)) })
+		s.OnClose(func() { x.log("close") })
+		s.Bind(0, "not-a-host.invalid", nil)
+		s.Send([]byte("x"), 9, "", func(int, error) { x.log("cb must not run") })
+		x.log("close while binding: %v", s.Close(nil))
+		x.mustRun()
+		x.want("close while binding: <nil>", "error ENOTFOUND getaddrinfo ENOTFOUND not-a-host.invalid errno=-3008 syscall=getaddrinfo")
+		if got := s.Stats().SendsDiscarded; got != 1 {
+			t.Errorf("SendsDiscarded = %d, want 1", got)
+		}
+		x.events = nil
+		x.log("close again: %v", s.Close(nil))
+		x.mustRun()
+		x.want("close again: <nil>", "close")
+	})
+}
+
 // B36: a queued send whose implicit bind fails is discarded; the failure is
 // an 'error' event; a later send binds again.
 func TestQueuedSendBindFails(t *testing.T) {

@@ -146,7 +146,8 @@ type Socket struct {
 	// cancels lookups in flight.
 	ctx     context.Context
 	cancel  context.CancelFunc
-	stopCtx func() bool // stops the opts.Context watch
+	stopCtx func() bool  // stops the opts.Context watch
+	signal  *signalGroup // the loop's group of sockets sharing opts.Context
 
 	// ioMu serialises the reader's reads with writes, so that a pending
 	// socket error the reader has taken (asyncErr, not yet emitted) goes
@@ -164,6 +165,7 @@ type Socket struct {
 	conn          Conn
 	queue         []func()
 	queued        bool      // queue is in use (Node's state.queue !== undefined)
+	queuedSends   int       // sends in queue (it also holds connects and closes)
 	sends         sendQueue // sends waiting for their tick (send.go)
 	sendNextFn    func()    // s.sendNext, made once
 	unref         bool
@@ -223,9 +225,11 @@ func (l *Loop) CreateSocketWith(opts SocketOptions, onMessage func(msg []byte, r
 		if opts.Context.Err() != nil {
 			s.Close(nil)
 		} else {
-			l.mu.Lock()
-			l.signalled = append(l.signalled, s)
-			l.mu.Unlock()
+			if done := opts.Context.Done(); done != nil {
+				l.mu.Lock()
+				l.watchSignalLocked(s, done)
+				l.mu.Unlock()
+			}
 			// The loop looks at the Context on every call and event; this
 			// closes the socket when nothing happens on the loop.
 			stop := context.AfterFunc(opts.Context, func() {
@@ -473,6 +477,7 @@ func (s *Socket) abortLocked() {
 func (s *Socket) closeLocked() {
 	s.closed = true
 	s.cancel()
+	s.loop.unwatchSignalLocked(s)
 	if s.stopCtx != nil {
 		s.stopCtx()
 	}
@@ -491,6 +496,13 @@ func (s *Socket) closeLocked() {
 	delete(s.loop.sockets, s)
 }
 
+// discardQueueLocked forgets what waits for 'listening', counting the
+// sends among it as discarded.
+func (s *Socket) discardQueueLocked() {
+	s.stats.sendsDiscarded.Add(uint64(s.queuedSends))
+	s.queue, s.queued, s.queuedSends = nil, false, 0
+}
+
 // forceClose closes now, discarding queued sends, with a 'close' event.
 func (s *Socket) forceClose() {
 	l := s.loop
@@ -499,8 +511,7 @@ func (s *Socket) forceClose() {
 	if s.closed {
 		return
 	}
-	s.stats.sendsDiscarded.Add(uint64(len(s.queue)))
-	s.queue, s.queued = nil, false
+	s.discardQueueLocked()
 	s.closeLocked()
 	l.nextTickLocked(func() { s.emit(evClose, callPlain) })
 }
