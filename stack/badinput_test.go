@@ -2,6 +2,7 @@ package stack_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -54,14 +55,52 @@ func TestLinkAttachedOnce(t *testing.T) {
 	if got, _ := recv(t, c1); string(got) != "still here" {
 		t.Fatalf("got %q", got)
 	}
-	// A free end of the same pipe, and a port whose host has closed, can be
-	// attached.
+	// A free end of the same pipe can be attached; a port whose host has
+	// closed has left its switch, and is refused rather than attached dead.
 	if _, err := h2.AddNIC(pb, stack.NICOptions{}); err != nil {
 		t.Fatalf("AddNIC(free pipe end) = %v", err)
 	}
 	hosts[1].Close()
-	if _, err := h2.AddNIC(ports[1], stack.NICOptions{Name: "again"}); err != nil {
-		t.Fatalf("AddNIC(port of a closed host) = %v", err)
+	if _, err := h2.AddNIC(ports[1], stack.NICOptions{Name: "again"}); err == nil || !strings.Contains(err.Error(), "switch port was removed") {
+		t.Fatalf("AddNIC(port of a closed host) = %v, want a removed-port error", err)
+	}
+}
+
+// TestLinkAttachRace: hosts racing to attach the same link (bare or
+// wrapped) end with exactly one NIC on it.
+func TestLinkAttachRace(t *testing.T) {
+	sw := stack.NewSwitch(stack.SwitchOptions{})
+	for round := range 50 {
+		p, err := sw.NewPort(stack.PortOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const n = 4
+		errs := make(chan error, n)
+		for i := range n {
+			h, err := stack.NewHost(stack.HostOptions{Name: fmt.Sprintf("r%d-%d", round, i)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			var ep gvstack.LinkEndpoint = p
+			if i%2 == 1 {
+				ep = stack.NewImpairedLink(p, stack.ImpairedLinkOptions{})
+			}
+			go func() {
+				_, err := h.AddNIC(ep, stack.NICOptions{})
+				errs <- err
+			}()
+		}
+		ok := 0
+		for range n {
+			if <-errs == nil {
+				ok++
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("round %d: %d hosts attached the same port, want 1", round, ok)
+		}
 	}
 }
 
@@ -79,6 +118,10 @@ func TestLinkMTURange(t *testing.T) {
 		if _, _, err := stack.NewPipe(stack.PipeOptions{MTU: mtu}); err == nil {
 			t.Errorf("NewPipe(MTU %d) succeeded", mtu)
 		}
+	}
+	big := stack.NewSwitch(stack.SwitchOptions{Name: "big", MTU: 70000})
+	if _, err := big.NewPort(stack.PortOptions{}); err == nil || !strings.Contains(err.Error(), "switch big's default port MTU 70000") {
+		t.Errorf("NewPort on a switch whose default MTU is 70000 = %v, want an error naming the switch's default", err)
 	}
 	p, err := sw.NewPort(stack.PortOptions{MTU: 576})
 	if err != nil {

@@ -168,7 +168,9 @@ type NICOptions struct {
 // group without naming an interface then uses that NIC.
 //
 // A link carries one NIC: AddNIC refuses a link that is attached already,
-// or a wrapper around one.
+// or a wrapper around one, and a Port that has left its switch. If AddNIC
+// fails after the NIC was made (gVisor refused an address or the MTU), it
+// removes the NIC, which closes the link: a Port then leaves its switch.
 func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	if ep == nil {
 		return nil, fmt.Errorf("stack: host %s: AddNIC with a nil link endpoint", h.name)
@@ -181,8 +183,12 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	if opts.MTU < 0 {
 		return nil, fmt.Errorf("stack: host %s: negative MTU %d", h.name, opts.MTU)
 	}
-	if attachedLink(ep) {
-		return nil, fmt.Errorf("stack: host %s: the link is attached to a NIC already (a link carries one NIC; remove that NIC or close its host first)", h.name)
+	// attachMu makes the check and the attach (in CreateNICWithOptions)
+	// one step, so that two hosts cannot both take the same link.
+	attachMu.Lock()
+	defer attachMu.Unlock()
+	if err := usableLink(ep); err != nil {
+		return nil, fmt.Errorf("stack: host %s: %w", h.name, err)
 	}
 	h.mu.Lock()
 	if h.closed {
@@ -252,25 +258,32 @@ type StoppingLink interface {
 	Err() error
 }
 
-// stoppingLink finds a StoppingLink in ep or under it, through wrappers
-// with an Unwrap method (capture.Tap, ImpairedLink).
-// attachedLink reports whether ep, or a link it wraps, is attached to a
-// NIC already: attaching it again would take its frames away from that
-// NIC without a word.
-func attachedLink(ep stack.LinkEndpoint) bool {
+// attachMu serialises AddNIC's check that a link is free with its attach.
+var attachMu sync.Mutex
+
+// usableLink says why ep cannot carry a new NIC, if it cannot: ep, or a
+// link it wraps, is attached to a NIC already (attaching it again would
+// take its frames away from that NIC without a word), or is a Port that
+// has left its switch.
+func usableLink(ep stack.LinkEndpoint) error {
 	for ep != nil {
 		if ep.IsAttached() {
-			return true
+			return errors.New("the link is attached to a NIC already (a link carries one NIC)")
+		}
+		if p, ok := ep.(*Port); ok && p.closed.Load() {
+			return errors.New("the switch port was removed (a port leaves its switch when it is removed, or when its NIC's host closes): make a new port")
 		}
 		u, ok := ep.(interface{ Unwrap() stack.LinkEndpoint })
 		if !ok {
-			return false
+			return nil
 		}
 		ep = u.Unwrap()
 	}
-	return false
+	return nil
 }
 
+// stoppingLink finds a StoppingLink in ep or under it, through wrappers
+// with an Unwrap method (capture.Tap, ImpairedLink).
 func stoppingLink(ep stack.LinkEndpoint) StoppingLink {
 	for ep != nil {
 		if l, ok := ep.(StoppingLink); ok {

@@ -35,7 +35,9 @@ func checkMTU(what string, mtu int) error {
 type SwitchOptions struct {
 	// Name names the switch in port names and captures. Default "sw".
 	Name string
-	// MTU is the default MTU of new ports. Default DefaultMTU.
+	// MTU is the default MTU of new ports. Default (0 or less)
+	// DefaultMTU; one out of [MinMTU, MaxMTU] makes NewPort fail unless
+	// the port names its own.
 	MTU int
 	// Clock times the ports' impairments (delay, jitter, rate). Default:
 	// the real clock, which is virtual inside a testing/synctest bubble.
@@ -83,7 +85,7 @@ func NewSwitch(opts SwitchOptions) *Switch {
 	if opts.Name == "" {
 		opts.Name = "sw"
 	}
-	if opts.MTU == 0 {
+	if opts.MTU <= 0 {
 		opts.MTU = DefaultMTU
 	}
 	h := fnv.New32a()
@@ -116,10 +118,11 @@ type PortOptions struct {
 // attach it to a host with Host.AddNIC (optionally wrapped, e.g. by a
 // capture tap).
 func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
+	what := "port"
 	if opts.MTU == 0 {
-		opts.MTU = sw.mtu
+		opts.MTU, what = sw.mtu, "switch "+sw.name+"'s default port"
 	}
-	if err := checkMTU("port", opts.MTU); err != nil {
+	if err := checkMTU(what, opts.MTU); err != nil {
 		return nil, err
 	}
 	if opts.NICMTU == 0 {
