@@ -15,3 +15,6 @@ func Probe(d *Device) syscall.Errno { return probe(d.file) }
 
 // OpenError is openError, for tests of the hints it gives.
 func OpenError(op string, opts Options, err error) *Error { return openError(op, opts.Name, opts, err) }
+
+// CloneOpenError is cloneOpenError, for tests of its hints.
+func CloneOpenError(err error) *Error { return cloneOpenError("create", "dgl0", err) }

@@ -43,6 +43,13 @@ func Open(opts Options) (*Device, error) {
 		}
 		return nil, openError(op, name, opts, err)
 	}
+	// Open the clone device once by itself, so that a refusal there is
+	// told apart from the kernel refusing the device (CAP_NET_ADMIN).
+	clone, err := os.OpenFile(devicePath, os.O_RDWR, 0)
+	if err != nil {
+		return nil, cloneOpenError(op, name, err)
+	}
+	clone.Close()
 	ctl, err := newControl()
 	if err != nil {
 		return nil, &Error{Op: op, Name: name, Kind: ErrFailed, Err: err}
@@ -108,13 +115,16 @@ func Open(opts Options) (*Device, error) {
 		}
 	}
 	d := newDevice(name, opts.TAP, opts.Create, mtu, nicMTU, mac, file)
-	if !opts.Create && mtu != oldMTU {
+	if index, ierr := ctl.index(name); ierr == nil && !opts.Create && mtu != oldMTU {
 		// A device we attached to gets its MTU back when we close. The
 		// control socket stays in the namespace the device is in,
-		// whichever thread Close runs on.
+		// whichever thread Close runs on; the index tells a device made
+		// anew under the same name, which is left alone.
 		keepCtl = true
 		d.restore = func() {
-			ctl.setMTU(name, oldMTU) // fails only if the device is gone
+			if now, err := ctl.index(name); err == nil && now == index {
+				ctl.setMTU(name, oldMTU)
+			}
 			ctl.close()
 		}
 	}
@@ -207,16 +217,9 @@ func openError(op, name string, opts Options, err error) *Error {
 	case op == "set MTU" && (errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES)):
 		e.Kind = ErrPermission
 		e.Hint = "changing the MTU needs CAP_NET_ADMIN: leave the MTU as it is, or set it with ip link set dev " + name + " mtu N"
-	case errors.Is(err, syscall.EACCES):
-		// The open of /dev/net/tun itself was refused: its mode.
-		e.Kind = ErrPermission
-		mode := ""
-		if fi, serr := os.Stat(devicePath); serr == nil {
-			mode = fmt.Sprintf(" (mode %04o)", fi.Mode().Perm())
-		}
-		e.Hint = "cannot open " + devicePath + mode + " for reading and writing: run as root, or make it usable (chmod 0666 " + devicePath + ", as most distributions ship it)"
-	case errors.Is(err, syscall.EPERM):
-		// The device opened, but the kernel refused to create or attach.
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES):
+		// /dev/net/tun opened (Open tries that first), but the kernel
+		// refused to create or attach the device.
 		e.Kind = ErrPermission
 		e.Hint = "missing CAP_NET_ADMIN: run as root, grant the capability (setcap cap_net_admin+ep BINARY), or attach to a device made for your user (ip tuntap add dev NAME mode " + opts.kind() + " user $USER)"
 	case errors.Is(err, syscall.EBUSY):
@@ -225,6 +228,32 @@ func openError(op, name string, opts Options, err error) *Error {
 	case errors.Is(err, syscall.EINVAL) && op != "set MTU":
 		e.Kind = ErrWrongType
 		e.Hint = "the device exists with other flags (a " + otherKind(opts) + " device, or multi-queue)"
+	}
+	return e
+}
+
+// cloneOpenError is why /dev/net/tun itself cannot be opened for reading
+// and writing: its mode (EACCES), or a rule above it such as a
+// container's device list (EPERM).
+func cloneOpenError(op, name string, err error) *Error {
+	e := &Error{Op: op, Name: name, Kind: ErrFailed, Err: err}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		e.Err = errno
+	}
+	mode := ""
+	if fi, serr := os.Stat(devicePath); serr == nil {
+		mode = fmt.Sprintf(" (mode %04o)", fi.Mode().Perm())
+	}
+	switch {
+	case errors.Is(err, syscall.EACCES):
+		e.Kind = ErrPermission
+		e.Hint = "cannot open " + devicePath + mode + " for reading and writing: run as root, or make it usable (chmod 0666 " + devicePath + ", as most distributions ship it)"
+	case errors.Is(err, syscall.EPERM):
+		e.Kind = ErrPermission
+		e.Hint = "cannot open " + devicePath + mode + ": the system refuses it to this process (in a container, pass the device: --device /dev/net/tun)"
+	default:
+		e.Hint = "cannot open " + devicePath + mode
 	}
 	return e
 }
@@ -282,6 +311,18 @@ func (c *control) check(opts Options) error {
 			Hint: name + " is a " + otherKind(opts) + " device: open it in " + otherKind(opts) + " mode"}
 	}
 	return nil
+}
+
+// index returns the interface index of name.
+func (c *control) index(name string) (int, error) {
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		return 0, err
+	}
+	if err := unix.IoctlIfreq(c.fd, unix.SIOCGIFINDEX, ifr); err != nil {
+		return 0, os.NewSyscallError("ioctl SIOCGIFINDEX", err)
+	}
+	return int(ifr.Uint32()), nil
 }
 
 func (c *control) mtu(name string) (int, error) {

@@ -71,17 +71,28 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-// TestOpenErrorHints: a refused open of /dev/net/tun (EACCES: its mode)
-// and a refused device setup (EPERM: no CAP_NET_ADMIN) name different
-// causes; both are ErrPermission.
+// TestOpenErrorHints: a refused open of /dev/net/tun (EACCES: its mode;
+// EPERM: a rule above it) and a refused device setup (no CAP_NET_ADMIN)
+// name different causes; all are ErrPermission.
 func TestOpenErrorHints(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{syscall.EACCES, "cannot open /dev/net/tun"},
+		{syscall.EPERM, "--device /dev/net/tun"},
+	} {
+		e := tun.CloneOpenError(&os.PathError{Op: "open", Path: "/dev/net/tun", Err: c.err})
+		if !errors.Is(e, tun.ErrPermission) || !strings.Contains(e.Error(), c.want) {
+			t.Errorf("open /dev/net/tun: %v: %v; want ErrPermission saying %q", c.err, e, c.want)
+		}
+	}
 	opts := tun.Options{Name: "dgl0", Create: true}
 	for _, c := range []struct {
 		op   string
 		err  error
 		want string
 	}{
-		{"create", syscall.EACCES, "cannot open /dev/net/tun"},
 		{"create", syscall.EPERM, "missing CAP_NET_ADMIN"},
 		{"attach", syscall.EPERM, "ip tuntap add dev NAME mode tun user $USER"},
 		{"set MTU", syscall.EPERM, "changing the MTU needs CAP_NET_ADMIN"},

@@ -103,13 +103,11 @@ func runSend(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			if err != nil {
 				fmt.Fprintf(stdout, "send %d failed: %v\n", i+1, err)
 				sockErr = err
-				select {
-				case <-th.dev.Done():
-					// The device vanished: the host fails the socket,
-					// whose 'error' event comes next and finishes.
-				default:
+				if th.dev.Err() == nil {
 					finish()
 				}
+				// Else the device vanished: the host fails the socket,
+				// whose 'error' event comes next and finishes.
 				return
 			}
 			fmt.Fprintf(stdout, "sent %d bytes to %s:%d\n", n, host, port)
