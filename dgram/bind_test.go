@@ -32,6 +32,30 @@ func TestCreateSocketTypes(t *testing.T) {
 	})
 }
 
+// B2, B3: the message listener given to CreateSocket is the socket's
+// 'message' listener (nil adds none, as Node ignores a non-function), and
+// the options form takes Node's options.
+func TestCreateSocketListener(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		s, _ := x.loop.CreateSocket("udp4", func([]byte, dgram.RemoteInfo) {})
+		plain, _ := x.loop.CreateSocket("udp4", nil)
+		opts, err := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp6", ReuseAddr: true, IPv6Only: true, RecvBufferSize: 1 << 16, SendBufferSize: 1 << 16},
+			func([]byte, dgram.RemoteInfo) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			s    *dgram.Socket
+			want int
+		}{{s, 1}, {plain, 0}, {opts, 1}} {
+			if n := c.s.ListenerCount("message"); n != c.want {
+				t.Errorf("%s socket: %d 'message' listeners, want %d", c.s.Type(), n, c.want)
+			}
+		}
+		x.mustRun()
+	})
+}
+
 // B9, B10, B11, B12, B22, B25: bind is asynchronous; 'listening' runs in the
 // next tick before I/O events; the callback is a 'listening' listener in
 // registration order; the default address is all interfaces.
