@@ -25,14 +25,17 @@
 // device's tx_dropped ("ip -s link").
 //
 // When the device vanishes under a running host (ip link del), Done is
-// closed, Err returns an error matching ErrGone, and sends through the
-// device fail with ENETUNREACH. Code that owns sockets on the host watches
-// Done to tell them (the dgramlab CLI turns it into an 'error' event on
-// every socket).
+// closed and Err returns an error matching ErrGone. The host the Device is
+// attached to watches it (see stack.StoppingLink): it disables the NIC and
+// fails the conns bound to its addresses or to a wildcard address, whose
+// calls then fail with errors matching net.ErrClosed and ENETDOWN (a dgram
+// socket gets 'error' "recvmsg ENETDOWN"). Frames written afterwards are
+// dropped as link-down, and new sockets' sends fail with ENETUNREACH.
 //
-// Opening a device needs CAP_NET_ADMIN (or a device made for the user with
-// "ip tuntap add ... user NAME") and /dev/net/tun; without them Open says
-// which is missing. Open works in the network namespace of the calling OS
+// Opening a device needs read and write access to /dev/net/tun and
+// CAP_NET_ADMIN (or a device made for the user with "ip tuntap add ...
+// user NAME"); without them Open fails with ErrPermission, saying which is
+// missing. A device Open attached to gets back, on Close, the MTU it had. Open works in the network namespace of the calling OS
 // thread, which lets tests keep devices out of the host's namespace (see
 // package tuntest).
 package tun
