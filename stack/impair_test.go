@@ -2,11 +2,9 @@ package stack_test
 
 import (
 	"encoding/binary"
-	"errors"
 	"math"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -82,96 +80,6 @@ func drainSeq(c *stack.UDPConn) []int {
 		if n >= 4 {
 			got = append(got, int(binary.BigEndian.Uint32(buf)))
 		}
-	}
-}
-
-func TestImpairmentsValidate(t *testing.T) {
-	cases := []struct {
-		name string
-		im   stack.Impairments
-	}{
-		{"loss>1", stack.Impairments{Loss: 1.5}},
-		{"loss<0", stack.Impairments{Loss: -0.1}},
-		{"loss NaN", stack.Impairments{Loss: math.NaN()}},
-		{"duplicate", stack.Impairments{Duplicate: 2}},
-		{"corrupt", stack.Impairments{Corrupt: -1}},
-		{"reorder", stack.Impairments{Reorder: 1.01, Delay: time.Millisecond}},
-		{"negative delay", stack.Impairments{Delay: -time.Millisecond}},
-		{"negative jitter", stack.Impairments{Jitter: -1}},
-		{"distribution", stack.Impairments{Distribution: 9}},
-		{"negative rate", stack.Impairments{Rate: -1}},
-		{"negative burst", stack.Impairments{Rate: 1000, RateBurst: -1}},
-		{"burst without rate", stack.Impairments{RateBurst: 1500}},
-		{"negative queue", stack.Impairments{QueueLimit: -1}},
-		{"reorder without delay", stack.Impairments{Reorder: 0.5}},
-		{"GE P", stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 2, R: 0.5}}},
-		{"GE R=0", stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 0.1}}},
-		{"delay near the Duration limit", stack.Impairments{Delay: 2562047 * time.Hour, Jitter: time.Hour}},
-		{"delay above MaxDelay", stack.Impairments{Delay: stack.MaxDelay + 1}},
-		{"jitter overflowing a Duration", stack.Impairments{Jitter: 2000000 * time.Hour, Distribution: stack.Pareto}},
-		{"jitter above MaxDelay", stack.Impairments{Jitter: stack.MaxDelay + 1}},
-		{"uniform reach", stack.Impairments{Delay: stack.MaxDelay, Jitter: 1}},
-		{"normal reach", stack.Impairments{Delay: 19 * time.Hour, Jitter: time.Hour, Distribution: stack.Normal}},
-		{"pareto reach", stack.Impairments{Jitter: time.Hour, Distribution: stack.Pareto}},
-		{"rate above MaxRate", stack.Impairments{Rate: stack.MaxRate + 1}},
-	}
-	ea, _, _ := stack.NewPipe(stack.PipeOptions{})
-	for _, c := range cases {
-		if err := c.im.Validate(); !errors.Is(err, stack.ErrInvalidImpairments) {
-			t.Errorf("%s: Validate() = %v, want ErrInvalidImpairments", c.name, err)
-		}
-		if err := ea.SetImpairments(stack.BothDirections, c.im); !errors.Is(err, stack.ErrInvalidImpairments) {
-			t.Errorf("%s: SetImpairments = %v, want ErrInvalidImpairments", c.name, err)
-		} else {
-			t.Logf("%s: %v", c.name, err)
-		}
-		if got := ea.Impairments(stack.FromHost); !got.IsZero() {
-			t.Errorf("%s: a refused setting was put in force: %v", c.name, got)
-		}
-	}
-	for _, d := range []stack.Direction{0, 4, 7} {
-		if err := ea.SetImpairments(d, stack.Impairments{Loss: 0.1}); !errors.Is(err, stack.ErrInvalidImpairments) {
-			t.Errorf("SetImpairments(%v) = %v, want ErrInvalidImpairments", d, err)
-		}
-	}
-	good := stack.Impairments{Loss: 1, Delay: 0, Jitter: time.Millisecond, Reorder: 0.1, Rate: 1, RateBurst: 1, BurstLoss: &stack.GilbertElliott{P: 1, R: 1, LossBad: 1}}
-	if err := good.Validate(); err != nil {
-		t.Errorf("Validate(%+v) = %v", good, err)
-	}
-	// The largest settings are allowed.
-	for _, im := range []stack.Impairments{
-		{Delay: stack.MaxDelay},
-		{Delay: stack.MaxDelay - time.Hour, Jitter: time.Hour},
-		{Delay: 18 * time.Hour, Jitter: time.Hour, Distribution: stack.Normal},
-		{Jitter: stack.MaxDelay / 64, Distribution: stack.Pareto},
-		{Rate: stack.MaxRate},
-	} {
-		if err := im.Validate(); err != nil {
-			t.Errorf("Validate(%v) = %v, want nil", im, err)
-		}
-	}
-}
-
-func TestParseRate(t *testing.T) {
-	for in, want := range map[string]int64{"1mbit": 1e6, "250kbit": 250e3, "64000": 64000, "1.5Mbit": 1.5e6, "2gbps": 2e9, "100bit": 100} {
-		if got, err := stack.ParseRate(in); err != nil || got != want {
-			t.Errorf("ParseRate(%q) = %d, %v; want %d", in, got, err, want)
-		}
-		if got, _ := stack.ParseRate(stack.FormatRate(want)); got != want {
-			t.Errorf("ParseRate(FormatRate(%d)) = %d", want, got)
-		}
-	}
-	for in, want := range map[string]string{
-		"0": "at least 1 bit/s", "0mbit": "at least 1 bit/s", "-1kbit": "at least 1 bit/s", "0.4bit": "at least 1 bit/s",
-		"fast": "not a number", "1.5x": "not a number", "": "not a number", "NaN": "not a number",
-		"1e30bit": "above the maximum, 1000gbit", "1001gbit": "above the maximum", "Inf": "above the maximum",
-	} {
-		if _, err := stack.ParseRate(in); !errors.Is(err, stack.ErrInvalidImpairments) || !strings.Contains(err.Error(), want) {
-			t.Errorf("ParseRate(%q) = %v, want an error saying %q", in, err, want)
-		}
-	}
-	if got, err := stack.ParseRate("1000gbit"); err != nil || got != stack.MaxRate {
-		t.Errorf("ParseRate(1000gbit) = %d, %v; want MaxRate", got, err)
 	}
 }
 
@@ -554,105 +462,6 @@ func TestImpairedLink(t *testing.T) {
 			t.Errorf("drops reported %v, counted %v", reasons, wrapped.Counters().Drops)
 		}
 	})
-}
-
-// Impairments with a VirtualClock: nothing moves until the clock does.
-func TestImpairVirtualClock(t *testing.T) {
-	vc := stack.NewVirtualClock(time.Time{})
-	p := newPipeHosts(t, stack.PipeOptions{Clock: vc})
-	p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Seed: 1})
-	p.sendSeq(t, 10, 10)
-	if got := drainSeq(p.cb); len(got) != 0 {
-		t.Fatalf("delivered %v before the clock moved", got)
-	}
-	next, ok := vc.Next()
-	if !ok || next.Before(stack.VirtualEpoch.Add(15*time.Millisecond)) {
-		t.Fatalf("Next() = %v, %v", next, ok)
-	}
-	vc.Advance(14 * time.Millisecond)
-	if got := drainSeq(p.cb); len(got) != 0 {
-		t.Fatalf("delivered %v before 15ms", got)
-	}
-	vc.Advance(time.Second)
-	if got := drainSeq(p.cb); len(got) != 10 {
-		t.Fatalf("delivered %v after 1s", got)
-	}
-	if _, ok := vc.Next(); ok {
-		t.Errorf("a timer is still pending")
-	}
-}
-
-func TestVirtualClockTimers(t *testing.T) {
-	vc := stack.NewVirtualClock(time.Time{})
-	var got []string
-	add := func(name string, d time.Duration) interface {
-		Stop() bool
-		Reset(time.Duration)
-	} {
-		return vc.AfterFunc(d, func() { got = append(got, name+"@"+vc.Elapsed().String()) })
-	}
-	add("b", 2*time.Second)
-	add("a", time.Second)
-	add("a2", time.Second)
-	c := add("c", 3*time.Second)
-	d := add("d", 4*time.Second)
-	vc.AfterFunc(1500*time.Millisecond, func() { add("nested", 0) })
-	if !c.Stop() || c.Stop() {
-		t.Error("Stop")
-	}
-	d.Reset(500 * time.Millisecond)
-	vc.Advance(10 * time.Second)
-	want := []string{"d@500ms", "a@1s", "a2@1s", "nested@1.5s", "b@2s"}
-	if !slices.Equal(got, want) {
-		t.Errorf("fired %v, want %v", got, want)
-	}
-	if vc.Elapsed() != 10*time.Second || !vc.Now().Equal(stack.VirtualEpoch.Add(10*time.Second)) {
-		t.Errorf("Now %v", vc.Now())
-	}
-	vc.AdvanceTo(stack.VirtualEpoch) // the past: nothing
-	if vc.Elapsed() != 10*time.Second {
-		t.Errorf("AdvanceTo the past moved the clock to %v", vc.Elapsed())
-	}
-}
-
-func TestImpairmentsString(t *testing.T) {
-	im := stack.Impairments{Loss: 0.05, Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Rate: 1e6, Seed: 7}
-	if got, want := im.String(), "loss 5%, delay 20ms ±5ms (uniform), rate 1mbit, seed 7"; got != want {
-		t.Errorf("String() = %q, want %q", got, want)
-	}
-	if got := (stack.Impairments{Seed: 3}).String(); got != "none" {
-		t.Errorf("zero: %q", got)
-	}
-}
-
-// RunDue runs zero-delay timers (gVisor's ARP requests) at once, so hosts
-// on a VirtualClock resolve addresses without anyone advancing it.
-func TestVirtualClockRunDue(t *testing.T) {
-	vc := stack.NewVirtualClock(time.Time{})
-	stop := vc.RunDue()
-	defer stop()
-	sw := stack.NewSwitch(stack.SwitchOptions{Clock: vc})
-	var conns []*stack.UDPConn
-	for i := range 2 {
-		h, err := stack.NewHost(stack.HostOptions{Name: "v" + string(rune('a'+i)), Clock: vc})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		p, _ := sw.NewPort(stack.PortOptions{})
-		addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24)
-		if _, err := h.AddNIC(p, stack.NICOptions{Addresses: []netip.Prefix{addr}}); err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, listen(t, h, "udp4", "0.0.0.0:9000"))
-	}
-	conns[0].WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.2:9000"))
-	recv(t, conns[1])
-	if vc.Elapsed() != 0 {
-		t.Errorf("the clock moved by itself: %v", vc.Elapsed())
-	}
-	stop()
-	stop() // twice is fine
 }
 
 // An ImpairedLink around an Ethernet link (a Switch port) keeps link
