@@ -3,6 +3,7 @@ package dgram_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -53,6 +54,44 @@ func TestCreateSocketListener(t *testing.T) {
 			}
 		}
 		x.mustRun()
+	})
+}
+
+// B17, B83 (ipv6Only): a udp4 socket with IPv6Only cannot bind (libuv
+// refuses the flag for an IPv4 address), whether bound explicitly or by a
+// send; a bind error names a literal address as written. Measured on Node
+// v20: "bind EINVAL 0.0.0.0", "bind EINVAL 0.0.0.0:P", and for udp6
+// bind(P, "0::1") on a port in use "bind EADDRINUSE 0::1:P".
+func TestBindErrorForms(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		v4only, _ := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp4", IPv6Only: true}, nil)
+		v4only.OnError(func(err error) { x.log("bind: %s", errString(err)) })
+		v4only.Bind(0, "", func() { x.log("bind callback must not run") })
+		sender, _ := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp4", IPv6Only: true}, nil)
+		sender.OnError(func(err error) { x.log("send: %s", errString(err)) })
+		sender.Send([]byte("x"), 9, "127.0.0.1", func(int, error) { x.log("send callback must not run") })
+		x.mustRun()
+		x.want(
+			"bind: EINVAL bind EINVAL 0.0.0.0 errno=-22 syscall=bind",
+			"send: EINVAL bind EINVAL 0.0.0.0 errno=-22 syscall=bind",
+		)
+		v4only.Close(nil)
+		sender.Close(nil)
+
+		x.events = nil
+		holder := x.sock("udp6")
+		holder.Bind(0, "::1", func() {
+			p := port(t, holder)
+			dup := x.sock("udp6")
+			dup.OnError(func(err error) {
+				x.log("%s", strings.ReplaceAll(errString(err), fmt.Sprint(p), "P"))
+				dup.Close(nil)
+				holder.Close(nil)
+			})
+			dup.Bind(p, "0::1", nil)
+		})
+		x.mustRun()
+		x.want("EADDRINUSE bind EADDRINUSE 0::1:P errno=-98 syscall=bind")
 	})
 }
 

@@ -181,7 +181,9 @@ func parseIface(iface string, group netip.Addr) (netip.Addr, bool) {
 func (s *Socket) multicastConnLocked(call string) (MulticastConn, error) {
 	if s.conn == nil {
 		wild := netip.AddrPortFrom(netip.MustParseAddr(s.wildcard()), 0)
-		pc, err := s.network.OpenUDP(s.typ, wild, true, s.opts.IPv6Only)
+		// libuv's deferred bind sets no flags: dual-stack, whatever the
+		// socket's ipv6Only (measured on Node v20).
+		pc, err := s.network.OpenUDP(s.typ, wild, true, false)
 		if err != nil {
 			return nil, errnoException(errnoOf(err), call)
 		}

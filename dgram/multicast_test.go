@@ -2,6 +2,7 @@ package dgram_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/dgramlab/dgramlab/dgram"
@@ -244,6 +245,32 @@ func TestMembershipBindsUnbound(t *testing.T) {
 			"error EINVAL bind EINVAL 0.0.0.0:21100 errno=-22 syscall=bind",
 			"same address: true",
 		)
+	})
+}
+
+// B77: the hidden bind of a membership call is dual-stack even on an
+// IPv6Only socket (libuv's deferred bind sets no flags): the port is held
+// for udp4 too, so a udp4 bind to it fails with EADDRINUSE (measured on
+// Node v20).
+func TestMembershipBindIsDualStack(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		s, _ := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp6", IPv6Only: true}, nil)
+		if err := s.AddMembership("ff02::1", "::%lo"); err != nil {
+			t.Fatalf("AddMembership = %v", err)
+		}
+		a, err := s.Address()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v4 := x.sock("udp4")
+		v4.OnError(func(err error) {
+			x.log("%s", strings.ReplaceAll(errString(err), fmt.Sprint(a.Port), "P"))
+			v4.Close(nil)
+			s.Close(nil)
+		})
+		v4.Bind(a.Port, "0.0.0.0", func() { x.log("udp4 bound: the hidden bind was IPv6-only"); v4.Close(nil); s.Close(nil) })
+		x.mustRun()
+		x.want("EADDRINUSE bind EADDRINUSE 0.0.0.0:P errno=-98 syscall=bind")
 	})
 }
 

@@ -29,6 +29,9 @@ type SocketOptions struct {
 	// IPv6Only makes a "udp6" socket IPv6-only (IPV6_V6ONLY); by default a
 	// "udp6" socket bound to "::" also receives IPv4 datagrams, from
 	// senders shown as ::ffff:a.b.c.d, and holds the port for "udp4" too.
+	// On a "udp4" socket it makes every bind fail with EINVAL, as libuv
+	// refuses the flag for an IPv4 address; a membership call's hidden
+	// bind ignores it (B77), as libuv's does.
 	IPv6Only bool
 	// RecvBufferSize and SendBufferSize, when non-zero, set SO_RCVBUF and
 	// SO_SNDBUF once the socket is bound (Linux then reports twice the
@@ -357,10 +360,16 @@ func (s *Socket) doBind(port int, address string) {
 			s.emitError(lookupError(host, err))
 			return
 		}
+		// Node names a literal address in errors as it was written
+		// ("FE80::1"), a name by what it resolved to.
+		shown := ip.String()
+		if _, perr := netip.ParseAddr(host); perr == nil && s.opts.Lookup == nil {
+			shown = host
+		}
 		if s.deferred { // a membership call opened it unbound (B77)
 			s.bindState = bindUnbound
 			l.mu.Unlock()
-			s.emitError(exceptionWithHostPort(syscall.EINVAL, "bind", ip.String(), port))
+			s.emitError(exceptionWithHostPort(syscall.EINVAL, "bind", shown, port))
 			return
 		}
 		s.fdExists = true
@@ -369,6 +378,9 @@ func (s *Socket) doBind(port int, address string) {
 		var conn Conn
 		if errno := s.checkFamily(ip); errno != 0 {
 			err = errno
+		} else if s.opts.IPv6Only && s.typ == UDP4 {
+			// libuv refuses UV_UDP_IPV6ONLY for an IPv4 address.
+			err = syscall.EINVAL
 		} else {
 			var pc net.PacketConn
 			pc, err = s.network.OpenUDP(s.typ, netip.AddrPortFrom(ip, uint16(port)), s.opts.ReuseAddr, s.opts.IPv6Only)
@@ -384,7 +396,7 @@ func (s *Socket) doBind(port int, address string) {
 		if err != nil {
 			s.bindState = bindUnbound
 			l.mu.Unlock()
-			s.emitError(exceptionWithHostPort(errnoOf(err), "bind", ip.String(), port))
+			s.emitError(exceptionWithHostPort(errnoOf(err), "bind", shown, port))
 			return
 		}
 		if s.closed { // closed while the network was binding
