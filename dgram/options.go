@@ -106,7 +106,8 @@ func (s *Socket) GetSendBufferSize() (int, error) { return s.bufferSize(0, false
 // SetRecvBufferSize sets SO_RCVBUF; the system keeps twice size (Linux
 // caps size at net.core.rmem_max, and keeps at least 2304 bytes). 0 changes
 // nothing. A size outside 0..4294967295 returns ERR_SOCKET_BAD_BUFFER_SIZE;
-// before the socket is bound it returns ERR_SOCKET_BUFFER_SIZE.
+// one from 2^31 up, or any before the socket is bound, returns
+// ERR_SOCKET_BUFFER_SIZE (EINVAL, EBADF), as in Node.
 func (s *Socket) SetRecvBufferSize(size int) error {
 	_, err := s.bufferSize(size, true)
 	return err
@@ -134,6 +135,11 @@ func (s *Socket) bufferSize(size int, recv bool) (int, error) {
 	if s.closed {
 		return 0, errNotRunning()
 	}
+	if size > maxInt32 {
+		// Node passes the size to libuv as a C int: it refuses one that
+		// does not fit with EINVAL, before it looks at the handle.
+		return 0, errBufferSize(syscall.EINVAL, call)
+	}
 	if s.conn == nil {
 		return 0, errBufferSize(syscall.EBADF, call)
 	}
@@ -148,9 +154,9 @@ func (s *Socket) bufferSize(size int, recv bool) (int, error) {
 	case size == 0:
 		size, err = bc.WriteBufferSize()
 	case recv:
-		err = bc.SetReadBuffer(int(min(int64(size), maxInt32)))
+		err = bc.SetReadBuffer(size)
 	default:
-		err = bc.SetWriteBuffer(int(min(int64(size), maxInt32)))
+		err = bc.SetWriteBuffer(size)
 	}
 	if err != nil {
 		return 0, errBufferSize(errnoOf(err), call)

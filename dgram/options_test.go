@@ -169,6 +169,39 @@ func TestReuseAddrAndDualStack(t *testing.T) {
 	})
 }
 
+// B80, B82: sizes from 2^31 up do not fit libuv's C int: the setters fail
+// with ERR_SOCKET_BUFFER_SIZE EINVAL, bound or not (EINVAL comes before
+// EBADF), and as options they make the bind throw from Node's 'listening'
+// path, uncaught: Run returns the error and no 'listening' comes
+// (measured on Node v20).
+func TestBufferSizesBeyondInt32(t *testing.T) {
+	forEachEnv(t, func(t *testing.T, x *harness) {
+		s := x.sock("udp4")
+		x.log("unbound 2^31: %s", errString(s.SetRecvBufferSize(1<<31)))
+		x.log("unbound 2^31-1: %s", errString(s.SetRecvBufferSize(1<<31-1)))
+		s.Bind(0, "127.0.0.1", func() {
+			x.log("bound 2^32-1: %s", errString(s.SetSendBufferSize(1<<32-1)))
+			s.Close(nil)
+		})
+		x.mustRun()
+		x.want(
+			"unbound 2^31: ERR_SOCKET_BUFFER_SIZE Could not get or set buffer size: uv_recv_buffer_size returned EINVAL (invalid argument) errno=-22 syscall=uv_recv_buffer_size",
+			"unbound 2^31-1: ERR_SOCKET_BUFFER_SIZE Could not get or set buffer size: uv_recv_buffer_size returned EBADF (bad file descriptor) errno=-9 syscall=uv_recv_buffer_size",
+			"bound 2^32-1: ERR_SOCKET_BUFFER_SIZE Could not get or set buffer size: uv_send_buffer_size returned EINVAL (invalid argument) errno=-22 syscall=uv_send_buffer_size",
+		)
+
+		x.events = nil
+		big, err := x.loop.CreateSocketWith(dgram.SocketOptions{Type: "udp4", RecvBufferSize: 1 << 31}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		big.OnListening(func() { x.log("listening must not come") })
+		big.Bind(0, "127.0.0.1", nil)
+		x.log("run: %s", errString(x.run()))
+		x.want("run: ERR_SOCKET_BUFFER_SIZE Could not get or set buffer size: uv_recv_buffer_size returned EINVAL (invalid argument) errno=-22 syscall=uv_recv_buffer_size")
+	})
+}
+
 // B53: the socket's Context is Node's signal: cancelling it closes the
 // socket; an already cancelled one closes it at creation.
 func TestSocketContext(t *testing.T) {

@@ -36,7 +36,9 @@ type SocketOptions struct {
 	// RecvBufferSize and SendBufferSize, when non-zero, set SO_RCVBUF and
 	// SO_SNDBUF once the socket is bound (Linux then reports twice the
 	// value). Zero keeps the defaults; they must be 0..4294967295
-	// (ERR_OUT_OF_RANGE).
+	// (ERR_OUT_OF_RANGE). A size the system refuses when the socket binds
+	// (any from 2^31 up) is Node's uncaught ERR_SOCKET_BUFFER_SIZE: Run
+	// returns it, and 'listening' never comes.
 	RecvBufferSize int
 	SendBufferSize int
 	// Lookup, if not nil, resolves every address the socket binds, sends
@@ -410,24 +412,46 @@ func (s *Socket) doBind(port int, address string) {
 			conn.SetBroadcast(*s.broadcast)
 			s.broadcast = nil
 		}
-		s.applyBufferSizes(conn)
 		s.startReadingLocked()
+		if err := s.applyBufferSizes(conn); err != nil {
+			// Node throws from its 'listening' path, before emitting it:
+			// an uncaught exception, which ends Run here.
+			l.mu.Unlock()
+			l.fail(err)
+			return
+		}
 		l.mu.Unlock()
 		s.emit(evListening, callPlain)
 	})
 }
 
-func (s *Socket) applyBufferSizes(conn Conn) {
+// applyBufferSizes sets the buffer sizes of the options once bound, as
+// Node does in its 'listening' path; a size the system refuses (one from
+// 2^31 up: EINVAL) is Node's ERR_SOCKET_BUFFER_SIZE.
+func (s *Socket) applyBufferSizes(conn Conn) error {
 	bc, ok := conn.(BufferConn)
 	if !ok {
-		return
+		return nil
 	}
-	if n := s.opts.RecvBufferSize; n > 0 {
-		bc.SetReadBuffer(min(n, maxInt32))
+	for _, o := range []struct {
+		n    int
+		call string
+		set  func(int) error
+	}{
+		{s.opts.RecvBufferSize, "uv_recv_buffer_size", bc.SetReadBuffer},
+		{s.opts.SendBufferSize, "uv_send_buffer_size", bc.SetWriteBuffer},
+	} {
+		switch {
+		case o.n == 0:
+		case o.n > maxInt32:
+			return errBufferSize(syscall.EINVAL, o.call)
+		default:
+			if err := o.set(o.n); err != nil {
+				return errBufferSize(errnoOf(err), o.call)
+			}
+		}
 	}
-	if n := s.opts.SendBufferSize; n > 0 {
-		bc.SetWriteBuffer(min(n, maxInt32))
-	}
+	return nil
 }
 
 // maxInt32 bounds buffer sizes handed to the network (an int in C).
