@@ -142,6 +142,11 @@ func (l *Loop) nextTickLocked(fn func()) {
 
 // Post queues fn to run on the loop as an I/O event (like Node's
 // setImmediate): after every pending tick. A queued fn keeps Run alive.
+//
+// Unlike setImmediate, fn joins the I/O events in arrival order: a
+// datagram already waiting in a socket's buffer when Post is called may be
+// delivered after fn, where Node's check phase runs after the poll phase
+// has delivered it.
 func (l *Loop) Post(fn func()) {
 	if fn == nil {
 		return
