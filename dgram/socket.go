@@ -24,7 +24,9 @@ type SocketOptions struct {
 	Network Network
 	// ReuseAddr sets SO_REUSEADDR at bind time: sockets that all set it may
 	// bind the same address and port (unicast datagrams then go to the one
-	// bound last, as on Linux).
+	// bound last, as on Linux among sockets of one family; on a virtual
+	// host a dual-stack udp6 socket bound last also takes IPv4 datagrams
+	// from a udp4 one, where Linux prefers the udp4 socket).
 	ReuseAddr bool
 	// IPv6Only makes a "udp6" socket IPv6-only (IPV6_V6ONLY); by default a
 	// "udp6" socket bound to "::" also receives IPv4 datagrams, from
