@@ -51,7 +51,7 @@ func TestMDNSQueryAndAnswers(t *testing.T) {
 			}
 			heard := 0 // answers heard in all
 			for i, h := range l.hosts {
-				s, err := loop.CreateSocketWith(dgram.SocketOptions{Type: tc.typ, Network: h, ReuseAddr: true, IPv6Only: true}, nil)
+				s, err := loop.CreateSocketWith(dgram.SocketOptions{Type: tc.typ, Network: h, ReuseAddr: true, IPv6Only: tc.typ == "udp6"}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}

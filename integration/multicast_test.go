@@ -123,7 +123,7 @@ func TestMulticastDiscovery(t *testing.T) {
 			}
 			bound := 0
 			for i, h := range l.hosts {
-				s, err := loop.CreateSocketWith(dgram.SocketOptions{Type: tc.typ, Network: h, ReuseAddr: true, IPv6Only: true}, nil)
+				s, err := loop.CreateSocketWith(dgram.SocketOptions{Type: tc.typ, Network: h, ReuseAddr: true, IPv6Only: tc.typ == "udp6"}, nil)
 				if err != nil {
 					t.Fatal(err)
 				}
