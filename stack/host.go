@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"iter"
 	randv2 "math/rand/v2"
 	"net"
 	"net/netip"
@@ -266,34 +267,38 @@ var attachMu sync.Mutex
 // take its frames away from that NIC without a word), or is a Port that
 // has left its switch.
 func usableLink(ep stack.LinkEndpoint) error {
-	for ep != nil {
-		if ep.IsAttached() {
+	for l := range linkChain(ep) {
+		if l.IsAttached() {
 			return errors.New("the link is attached to a NIC already (a link carries one NIC)")
 		}
-		if p, ok := ep.(*Port); ok && p.closed.Load() {
+		if p, ok := l.(*Port); ok && p.closed.Load() {
 			return errors.New("the switch port was removed (a port leaves its switch when it is removed, or when its NIC's host closes): make a new port")
 		}
-		u, ok := ep.(interface{ Unwrap() stack.LinkEndpoint })
-		if !ok {
-			return nil
-		}
-		ep = u.Unwrap()
 	}
 	return nil
+}
+
+// linkChain yields ep and the links under it, through wrappers with an
+// Unwrap method (capture.Tap, ImpairedLink).
+func linkChain(ep stack.LinkEndpoint) iter.Seq[stack.LinkEndpoint] {
+	return func(yield func(stack.LinkEndpoint) bool) {
+		for ep != nil && yield(ep) {
+			u, ok := ep.(interface{ Unwrap() stack.LinkEndpoint })
+			if !ok {
+				return
+			}
+			ep = u.Unwrap()
+		}
+	}
 }
 
 // stoppingLink finds a StoppingLink in ep or under it, through wrappers
 // with an Unwrap method (capture.Tap, ImpairedLink).
 func stoppingLink(ep stack.LinkEndpoint) StoppingLink {
-	for ep != nil {
-		if l, ok := ep.(StoppingLink); ok {
-			return l
+	for l := range linkChain(ep) {
+		if sl, ok := l.(StoppingLink); ok {
+			return sl
 		}
-		u, ok := ep.(interface{ Unwrap() stack.LinkEndpoint })
-		if !ok {
-			return nil
-		}
-		ep = u.Unwrap()
 	}
 	return nil
 }
