@@ -76,6 +76,12 @@ type Host struct {
 	sourceFiltered atomic.Uint64
 	// closedUnread counts datagrams conns held unread when closed.
 	closedUnread atomic.Uint64
+
+	// udp is the host's UDP demux table (udp_demux.go).
+	udp *udpDemux
+	// strays counts datagrams found in a gVisor endpoint's own queue,
+	// which the host's dispatcher keeps empty (see discardStrays).
+	strays atomic.Uint64
 }
 
 // loopbackNIC is the ID of every host's loopback NIC.
@@ -95,10 +101,19 @@ func NewHost(opts HostOptions) (*Host, error) {
 	var key [32]byte
 	binary.LittleEndian.PutUint64(key[:], uint64(seed))
 	clock := newCloseClock(opts.Clock)
+	h := &Host{
+		name:    opts.Name,
+		clock:   clock,
+		closing: make(chan struct{}),
+		nextNIC: loopbackNIC + 1,
+		hosts:   make(map[string][]netip.Addr),
+		conns:   make(map[*UDPConn]struct{}),
+		udp:     newUDPDemux(),
+	}
 	s := stack.New(stack.Options{
 		NetworkProtocols: []stack.NetworkProtocolFactory{
-			ipv4.NewProtocol,
-			ipv6.NewProtocolWithOptions(ipv6.Options{AutoGenLinkLocal: true}),
+			h.wrapProtocol(ipv4.NewProtocol),
+			h.wrapProtocol(ipv6.NewProtocolWithOptions(ipv6.Options{AutoGenLinkLocal: true})),
 			arp.NewProtocol,
 		},
 		TransportProtocols: []stack.TransportProtocolFactory{udp.NewProtocol, icmp.NewProtocol4, icmp.NewProtocol6},
@@ -106,15 +121,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 		RandSource:         newLockedSource(seed),
 		SecureRNG:          &lockedReader{r: randv2.NewChaCha8(key)},
 	})
-	h := &Host{
-		name:    opts.Name,
-		s:       s,
-		clock:   clock,
-		closing: make(chan struct{}),
-		nextNIC: loopbackNIC + 1,
-		hosts:   make(map[string][]netip.Addr),
-		conns:   make(map[*UDPConn]struct{}),
-	}
+	h.s = s
 	for name, addrs := range opts.Hosts {
 		h.hosts[normHostName(name)] = append([]netip.Addr(nil), addrs...)
 	}

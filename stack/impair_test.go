@@ -42,6 +42,11 @@ func newPipeHosts(t testing.TB, opts stack.PipeOptions) *pipeHosts {
 			t.Fatal(err)
 		}
 		c := listen(t, h, "udp4", "0.0.0.0:9000")
+		// Room for every datagram the tests send before they read (a small
+		// datagram costs 832 bytes of buffer, as on Linux).
+		if err := c.SetReadBuffer(stack.MaxSocketBuffer); err != nil {
+			t.Fatal(err)
+		}
 		if i == 0 {
 			p.a, p.ca = h, c
 		} else {

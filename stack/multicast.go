@@ -15,8 +15,9 @@ import (
 // This file holds a UDPConn's multicast memberships. gVisor keeps
 // any-source memberships per endpoint and joins the group on the NIC; it
 // has no source-specific ones (IGMPv3/MLDv2 source filters), so those are
-// kept here, the NIC joins the whole group, and the conn's reads drop the
-// datagrams of the group whose source is not included. Other conns of the
+// kept here, the NIC joins the whole group, and the host's dispatcher
+// drops, for this conn, the datagrams of the group whose source is not
+// included (before they reach its receive buffer). Other conns of the
 // host bound to the same port are not filtered (Linux would filter the
 // whole host while no conn has an any-source membership).
 
@@ -85,7 +86,8 @@ func (c *UDPConn) LeaveGroup(group, iface netip.Addr) error {
 // with other sources adds them. source must be of group's family, else
 // EINVAL; a source already joined gives EADDRNOTAVAIL. The interface is
 // named as for JoinGroup. Datagrams of the group from other sources are
-// dropped by this conn's reads (counted in Host.Stats as SourceFiltered),
+// dropped for this conn as they arrive (counted in Host.Stats as
+// SourceFiltered),
 // unless the conn also joined the group for any source.
 func (c *UDPConn) JoinSourceSpecificGroup(group, source, iface netip.Addr) error {
 	key, err := c.groupKey(group, iface)
@@ -113,12 +115,7 @@ func (c *UDPConn) JoinSourceSpecificGroup(group, source, iface netip.Addr) error
 		m.sources = make(map[netip.Addr]struct{})
 	}
 	m.sources[source] = struct{}{}
-	if !c.ssm.Swap(true) {
-		c.epMu.RLock()
-		c.ep.SocketOptions().SetReceivePacketInfo(true)
-		c.ep.SocketOptions().SetIPv6ReceivePacketInfo(true)
-		c.epMu.RUnlock()
-	}
+	c.ssm.Store(true)
 	return nil
 }
 
@@ -223,24 +220,15 @@ func (c *UDPConn) leave(key groupKey) error {
 	return nil
 }
 
-// admit reports whether a datagram from src passes the conn's
-// source-specific memberships; cm carries its destination when any exist.
-func (c *UDPConn) admit(src tcpip.Address, cm tcpip.ReceivableControlMessages) bool {
-	if !c.ssm.Load() {
+// admit reports whether a datagram from src to dst, received on nic,
+// passes the conn's source-specific memberships, and counts it as
+// source-filtered when it does not. It runs on the delivering goroutine.
+func (c *UDPConn) admit(src tcpip.Address, nic tcpip.NICID, dst tcpip.Address) bool {
+	group := fromTCPIPAddr(dst)
+	if !group.IsMulticast() {
 		return true
 	}
-	var key groupKey
-	switch {
-	case cm.HasIPPacketInfo:
-		key = groupKey{nic: cm.PacketInfo.NIC, group: fromTCPIPAddr(cm.PacketInfo.DestinationAddr)}
-	case cm.HasIPv6PacketInfo:
-		key = groupKey{nic: cm.IPv6PacketInfo.NIC, group: fromTCPIPAddr(cm.IPv6PacketInfo.Addr)}
-	default:
-		return true
-	}
-	if !key.group.IsMulticast() {
-		return true
-	}
+	key := groupKey{nic: nic, group: group}
 	c.mcMu.Lock()
 	defer c.mcMu.Unlock()
 	m, ok := c.groups[key]

@@ -18,6 +18,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -68,11 +69,15 @@ type UDPConn struct {
 	// such a Disconnect): the next write or Connect binds it to bindAddr.
 	unbound bool
 
-	// carryMu guards what a replaced endpoint left behind: datagrams not
-	// read yet and a pending error, served before the new endpoint's.
+	// rx is the conn's receive queue (udp_rcv.go), fed by the host's
+	// dispatcher (udp_demux.go).
+	rx rxQueue
+
+	// carryMu guards the pending error a replaced endpoint left behind,
+	// served before the new endpoint's; hasCarried says there is one.
 	carryMu    sync.Mutex
-	carried    []carriedDatagram
 	carriedErr tcpip.Error
+	hasCarried atomic.Bool
 
 	// mcMu guards the multicast memberships (multicast.go).
 	mcMu   sync.Mutex
@@ -84,7 +89,6 @@ type UDPConn struct {
 	readMu    sync.Mutex
 	rentry    waiter.Entry
 	rch       chan struct{}
-	rbuf      tcpip.SliceWriter
 	rdeadline *deadline
 
 	writeMu   sync.Mutex
@@ -222,10 +226,12 @@ func (h *Host) openUDP(network string, laddr netip.AddrPort, reuseAddr, ipv6Only
 		ep.Close()
 		return nil, opError("listen", nil, ua, tcpipErr)
 	}
+	c.rx.limit.Store(defaultSocketBuffer)
 	if err := h.track(c); err != nil {
 		ep.Close()
 		return nil, closedError("listen", ua)
 	}
+	c.registerLocked() // nobody else has c yet
 	// A pending error (ICMP port unreachable on a connected conn) wakes
 	// readers too: it is what their next read returns.
 	c.rentry, c.rch = waiter.NewChannelEntry(waiter.ReadableEvents | waiter.EventErr)
@@ -425,10 +431,7 @@ func (c *UDPConn) WaitReadable() error {
 
 // readable reports whether a read would return at once.
 func (c *UDPConn) readable() bool {
-	c.carryMu.Lock()
-	carried := len(c.carried) > 0 || c.carriedErr != nil
-	c.carryMu.Unlock()
-	if carried {
+	if c.hasCarried.Load() || c.rx.len() > 0 {
 		return true
 	}
 	c.epMu.RLock()
@@ -437,33 +440,71 @@ func (c *UDPConn) readable() bool {
 }
 
 // tryRead reads one datagram or error without waiting; c.readMu is held.
+// A pending error comes first, as from gVisor's endpoint and Linux's
+// sock_error: one a replaced endpoint left, then the endpoint's own. A
+// datagram longer than b is truncated; an empty b takes the datagram and
+// returns 0 with its sender, as recvfrom does.
 func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
-	for {
+	if c.isClosed() {
+		return 0, netip.AddrPort{}, c.closedErr("read")
+	}
+	if c.hasCarried.Load() {
+		if tcpipErr := c.takeCarriedErr(); tcpipErr != nil {
+			return 0, netip.AddrPort{}, opError("read", nil, nil, tcpipErr)
+		}
+	}
+	// The endpoint has the pending error, if any; its own queue is empty
+	// but for a datagram that came in while the conn changed its binding
+	// (see strays).
+	w := tcpip.SliceWriter(b)
+	c.epMu.RLock()
+	res, tcpipErr := c.ep.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+	c.epMu.RUnlock()
+	switch tcpipErr.(type) {
+	case nil:
+		c.host.strays.Add(1)
+		return res.Count, c.toAddrPort(res.RemoteAddr), nil
+	case *tcpip.ErrWouldBlock:
+	case *tcpip.ErrClosedForReceive:
+		return 0, netip.AddrPort{}, c.closedErr("read")
+	default:
+		return 0, netip.AddrPort{}, opError("read", c.LocalAddr(), nil, tcpipErr)
+	}
+	d, ok := c.rx.pop()
+	if !ok {
 		if c.isClosed() {
 			return 0, netip.AddrPort{}, c.closedErr("read")
 		}
-		if ok, n, from, err := c.readCarried(b); ok {
-			return n, from, err
-		}
-		c.rbuf = b
-		c.epMu.RLock()
-		res, tcpipErr := c.ep.Read(&c.rbuf, tcpip.ReadOptions{NeedRemoteAddr: true})
-		c.epMu.RUnlock()
-		c.rbuf = nil
-		switch tcpipErr.(type) {
-		case nil:
-			if !c.admit(res.RemoteAddr.Addr, res.ControlMessages) {
-				continue // excluded by a source-specific membership
-			}
-			return res.Count, c.toAddrPort(res.RemoteAddr), nil
-		case *tcpip.ErrWouldBlock:
-			return 0, netip.AddrPort{}, errWouldBlock
-		case *tcpip.ErrClosedForReceive:
-			return 0, netip.AddrPort{}, c.closedErr("read")
-		default:
-			return 0, netip.AddrPort{}, opError("read", c.LocalAddr(), nil, tcpipErr)
-		}
+		return 0, netip.AddrPort{}, errWouldBlock
 	}
+	n := copy(b, (*d.buf)[:d.n])
+	putPayload(d.buf)
+	return n, c.toAddrPort(d.from), nil
+}
+
+// registerLocked puts the endpoint's current binding in the host's demux
+// table, as gVisor's endpoint has registered it in gVisor's demuxer (see
+// udp_demux.go): under its endpoint ID, for IPv4 when its addresses are
+// IPv4 ones, else for IPv6, and for IPv4 too when a dual-stack conn is
+// bound to the wildcard address and not connected. A conn that is closed,
+// or unbound by Disconnect, is taken out. c.epMu is held.
+func (c *UDPConn) registerLocked() {
+	info, ok := c.ep.Info().(*stack.TransportEndpointInfo)
+	if c.unbound || c.isClosed() || !ok || info.ID.LocalPort == 0 {
+		c.host.udp.set(c, nil)
+		return
+	}
+	id := info.ID
+	var regs []demuxReg
+	switch {
+	case c.proto == ipv4.ProtocolNumber || id.LocalAddress.Len() == 4 || id.RemoteAddress.Len() == 4:
+		regs = []demuxReg{{ipv4.ProtocolNumber, id}}
+	case id.LocalAddress.Len() == 0 && id.RemotePort == 0 && !c.ep.SocketOptions().GetV6Only():
+		regs = []demuxReg{{ipv6.ProtocolNumber, id}, {ipv4.ProtocolNumber, id}}
+	default:
+		regs = []demuxReg{{ipv6.ProtocolNumber, id}}
+	}
+	c.host.udp.set(c, regs)
 }
 
 // WriteTo implements net.PacketConn. addr must be a *net.UDPAddr (or any
@@ -635,8 +676,13 @@ func (c *UDPConn) close(why *netDownError) bool {
 		c.wq.EventUnregister(&c.rentry)
 		c.wq.EventUnregister(&c.wentry)
 		c.epMu.Lock()
-		c.host.closedUnread.Add(c.discardUnreadLocked())
+		// The endpoint first: datagrams for c that arrive from here on
+		// either still reach c's queue (counted as closed-unread below or
+		// in deliver) or find no listener, as c's port is free.
+		c.host.closedUnread.Add(c.discardStrays(c.ep))
 		c.ep.Close()
+		c.host.udp.set(c, nil)
+		c.host.closedUnread.Add(c.discardUnreadLocked())
 		c.epMu.Unlock()
 		c.rdeadline.stop()
 		c.wdeadline.stop()
@@ -649,20 +695,31 @@ func (c *UDPConn) close(why *netDownError) bool {
 	return first
 }
 
-// discardUnreadLocked empties the conn's receive queue (and what a
-// replaced endpoint left) and returns how many datagrams it held, so that
-// closing a conn loses none uncounted. c.epMu is held.
+// discardUnreadLocked empties the conn's receive queue for good and
+// returns how many datagrams it held, so that closing a conn loses none
+// uncounted; a datagram a delivery still brings is counted as it comes
+// (see deliver). c.epMu is held.
 func (c *UDPConn) discardUnreadLocked() uint64 {
 	c.carryMu.Lock()
-	n := uint64(len(c.carried))
-	c.carried = nil
+	c.carriedErr = nil
+	c.hasCarried.Store(false)
 	c.carryMu.Unlock()
+	return c.rx.close()
+}
+
+// discardStrays empties ep's own queue and returns how many datagrams it
+// held. The host's dispatcher leaves it empty but for a datagram that
+// gVisor's demuxer matched while the conn changed its binding, before the
+// host's table followed (reads take those too); host.strays counts them.
+func (c *UDPConn) discardStrays(ep tcpip.Endpoint) uint64 {
+	var n uint64
 	for {
-		_, tcpipErr := c.ep.Read(io.Discard, tcpip.ReadOptions{})
+		_, tcpipErr := ep.Read(io.Discard, tcpip.ReadOptions{})
 		switch tcpipErr.(type) {
 		case nil:
 			n++
 		case *tcpip.ErrWouldBlock, *tcpip.ErrClosedForReceive:
+			c.host.strays.Add(n)
 			return n
 		default:
 			// A pending socket error (ECONNREFUSED...): taken, go on.

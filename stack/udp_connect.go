@@ -6,19 +6,12 @@ import (
 	"syscall"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
-
-// carriedDatagram is a datagram read out of an endpoint that Disconnect
-// replaced, waiting to be read from the conn.
-type carriedDatagram struct {
-	data []byte
-	from tcpip.FullAddress
-	cm   tcpip.ReceivableControlMessages
-}
 
 // Connect sets the conn's default peer and makes it receive only from it;
 // an ICMP port-unreachable answer then makes the next read or write fail
@@ -47,6 +40,7 @@ func (c *UDPConn) Connect(addr netip.AddrPort) error {
 		return errnoError("connect", c.LocalAddr(), raddr, syscall.EACCES)
 	}
 	tcpipErr := c.ep.Connect(full)
+	c.registerLocked()
 	c.routesGen.Add(1)
 	c.epMu.RUnlock()
 	if tcpipErr != nil {
@@ -83,7 +77,9 @@ func (c *UDPConn) Disconnect() error {
 	if c.bindAddr.Port != 0 {
 		// gVisor goes back to the bound address and port, as Linux does
 		// for a port that bind fixed.
-		if tcpipErr := c.ep.Disconnect(); tcpipErr != nil {
+		tcpipErr := c.ep.Disconnect()
+		c.registerLocked()
+		if tcpipErr != nil {
 			return opError("connect", nil, nil, tcpipErr)
 		}
 		return nil
@@ -93,15 +89,17 @@ func (c *UDPConn) Disconnect() error {
 	if tcpipErr != nil {
 		return opError("connect", nil, nil, tcpipErr)
 	}
-	c.drain(c.ep)
+	// The old endpoint goes first, then its registration: a datagram that
+	// comes in meanwhile still reaches the conn's queue, as if it had come
+	// before the Disconnect.
+	c.carry(c.ep)
+	c.keepStrays(c.ep)
 	c.ep.Close()
 	c.ep = ep
 	c.unbound = true
-	c.carryMu.Lock()
-	pending := len(c.carried) > 0 || c.carriedErr != nil
-	c.carryMu.Unlock()
-	if pending {
-		c.wq.Notify(waiter.ReadableEvents)
+	c.registerLocked()
+	if c.hasCarried.Load() {
+		c.wq.Notify(waiter.EventErr)
 	}
 	return nil
 }
@@ -128,6 +126,7 @@ func (c *UDPConn) rlockBoundLazy(op string, raddr func() net.Addr) error {
 				return opError(op, nil, raddr(), tcpipErr)
 			}
 			c.unbound = false
+			c.registerLocked()
 			c.routesGen.Add(1)
 		}
 		c.epMu.Unlock()
@@ -168,50 +167,38 @@ func (c *UDPConn) copyEndpoint(old tcpip.Endpoint) (tcpip.Endpoint, tcpip.Error)
 	return ep, nil
 }
 
-// drain moves what old holds (its pending error, then its datagrams) to
-// the carried queue.
-func (c *UDPConn) drain(old tcpip.Endpoint) {
-	c.carryMu.Lock()
-	defer c.carryMu.Unlock()
-	for {
-		buf := make([]byte, 0x10000)
-		w := tcpip.SliceWriter(buf)
-		res, tcpipErr := old.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
-		switch tcpipErr.(type) {
-		case nil:
-			c.carried = append(c.carried, carriedDatagram{
-				data: buf[:res.Count:res.Count], from: res.RemoteAddr, cm: res.ControlMessages,
-			})
-		case *tcpip.ErrWouldBlock, *tcpip.ErrClosedForReceive:
-			return
-		default:
-			c.carriedErr = tcpipErr
-		}
+// carry keeps the pending error of old, an endpoint Disconnect replaces,
+// for the next read or write. (The conn's datagrams are in its own queue,
+// which the endpoint does not hold.)
+func (c *UDPConn) carry(old tcpip.Endpoint) {
+	tcpipErr := old.LastError()
+	if tcpipErr == nil {
+		return
 	}
+	c.carryMu.Lock()
+	c.carriedErr = tcpipErr
+	c.hasCarried.Store(true)
+	c.carryMu.Unlock()
 }
 
-// readCarried returns what a replaced endpoint left, if anything.
-func (c *UDPConn) readCarried(b []byte) (ok bool, n int, from netip.AddrPort, err error) {
+// keepStrays moves the datagrams old's own queue holds (see
+// discardStrays) to the conn's queue.
+func (c *UDPConn) keepStrays(old tcpip.Endpoint) {
 	for {
-		c.carryMu.Lock()
-		if tcpipErr := c.carriedErr; tcpipErr != nil {
-			c.carriedErr = nil
-			c.carryMu.Unlock()
-			return true, 0, netip.AddrPort{}, opError("read", nil, nil, tcpipErr)
+		buf := getPayload(header.UDPMaximumSize)
+		w := tcpip.SliceWriter(*buf)
+		res, tcpipErr := old.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+		if tcpipErr != nil {
+			putPayload(buf)
+			return
 		}
-		if len(c.carried) == 0 {
-			c.carryMu.Unlock()
-			return false, 0, netip.AddrPort{}, nil
+		c.host.strays.Add(1)
+		small := getPayload(res.Count)
+		copy(*small, (*buf)[:res.Count])
+		putPayload(buf)
+		if !c.rx.push(rxDatagram{buf: small, n: res.Count, from: res.RemoteAddr, cost: rcvTruesize(res.Count)}) {
+			c.host.closedUnread.Add(1)
 		}
-		d := c.carried[0]
-		c.carried[0] = carriedDatagram{}
-		c.carried = c.carried[1:]
-		c.carryMu.Unlock()
-		// Not under carryMu: admit takes mcMu, toAddrPort the host's lock.
-		if !c.admit(d.from.Addr, d.cm) {
-			continue
-		}
-		return true, copy(b, d.data), c.toAddrPort(d.from), nil
 	}
 }
 
@@ -222,5 +209,6 @@ func (c *UDPConn) takeCarriedErr() tcpip.Error {
 	defer c.carryMu.Unlock()
 	tcpipErr := c.carriedErr
 	c.carriedErr = nil
+	c.hasCarried.Store(false)
 	return tcpipErr
 }

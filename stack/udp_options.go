@@ -135,6 +135,7 @@ func (c *UDPConn) SetReadBuffer(bytes int) error {
 	c.epMu.RLock()
 	defer c.epMu.RUnlock()
 	c.ep.SocketOptions().SetReceiveBufferSize(int64(linuxBuffer(bytes, minRecvBuffer)), true)
+	c.rx.limit.Store(c.ep.SocketOptions().GetReceiveBufferSize())
 	return nil
 }
 
