@@ -2,8 +2,10 @@ package stack_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,4 +164,91 @@ func TestNilContext(t *testing.T) {
 	if _, err := h.DialContext(nilCtx, "udp", "127.0.0.1:9"); err == nil {
 		t.Error("DialContext(nil ctx) succeeded")
 	}
+}
+
+// TestNICAddressRefused: prefixes a NIC cannot have are refused by
+// CheckNICAddress, AddNIC and AddAddress alike, with an error wrapping
+// ErrInvalidAddress that says why; a refused AddNIC leaves the link free,
+// and a refused AddAddress leaves the NIC's addresses as they were.
+func TestNICAddressRefused(t *testing.T) {
+	pfx := netip.MustParsePrefix
+	for _, c := range []struct {
+		name   string
+		prefix netip.Prefix
+		want   string
+	}{
+		// An IPv4-mapped prefix is IPv6 to Linux, and no use as IPv4 to
+		// gVisor: the error names the IPv4 form.
+		{"v4-mapped /120", pfx("::ffff:10.9.0.1/120"), "is an IPv4-mapped IPv6 address, which a NIC cannot use for IPv4: use the IPv4 form 10.9.0.1/24"},
+		{"v4-mapped /128", pfx("::ffff:10.9.0.1/128"), "use the IPv4 form 10.9.0.1/32"},
+		{"v4-mapped /97", pfx("::ffff:10.9.0.1/97"), "use the IPv4 form 10.9.0.1/1"},
+		{"v4-mapped /96", pfx("::ffff:10.9.0.1/96"), "use the IPv4 form, 10.9.0.1 with an IPv4 prefix length"},
+		{"v4-mapped /24", pfx("::ffff:10.9.0.1/24"), "use the IPv4 form, 10.9.0.1 with an IPv4 prefix length"},
+		{"zero prefix", netip.Prefix{}, "the address is missing"},
+		{"IPv4 /33", netip.PrefixFrom(netip.MustParseAddr("10.9.0.1"), 33), "10.9.0.1 has a prefix length out of range [0, 32]"},
+		{"IPv6 /129", netip.PrefixFrom(netip.MustParseAddr("2001:db8::1"), 129), "2001:db8::1 has a prefix length out of range [0, 128]"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			refused := func(call string, err error, context string) {
+				t.Helper()
+				if !errors.Is(err, stack.ErrInvalidAddress) || !strings.HasPrefix(err.Error(), context) || !strings.Contains(err.Error(), c.want) {
+					t.Errorf("%s = %v, want an ErrInvalidAddress error %q...%q", call, err, context, c.want)
+				}
+			}
+			refused("CheckNICAddress(..)", stack.CheckNICAddress(c.prefix), "")
+			h, err := stack.NewHost(stack.HostOptions{Name: "h"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			sw := stack.NewSwitch(stack.SwitchOptions{})
+			port, err := sw.NewPort(stack.PortOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = h.AddNIC(port, stack.NICOptions{Addresses: []netip.Prefix{pfx("10.9.0.1/24"), c.prefix}})
+			refused("AddNIC(..)", err, "stack: host h: NIC eth0: ")
+			if len(h.NICs()) != 1 {
+				t.Errorf("after a refused AddNIC the host has NICs %v, want only lo", h.NICs())
+			}
+			// The port is still free, and the NIC gets the same name.
+			n, err := h.AddNIC(port, stack.NICOptions{Addresses: []netip.Prefix{pfx("10.9.0.1/24")}})
+			if err != nil {
+				t.Fatalf("AddNIC(the port again, 10.9.0.1/24) = %v", err)
+			}
+			before := sortedAddresses(n)
+			refused("AddAddress(..)", n.AddAddress(c.prefix), "stack: h/eth0: ")
+			if after := sortedAddresses(n); !slices.Equal(after, before) {
+				t.Errorf("addresses after a refused AddAddress: %v, want %v", after, before)
+			}
+		})
+	}
+}
+
+// TestLoopbackAddresses: the checks AddAddress makes let NewHost give "lo"
+// its addresses.
+func TestLoopbackAddresses(t *testing.T) {
+	h, err := stack.NewHost(stack.HostOptions{Name: "lo-addrs"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	got := h.NIC("lo").Addresses()
+	for _, want := range []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")} {
+		if !slices.Contains(got, want) {
+			t.Errorf("lo has addresses %v, want %v among them", got, want)
+		}
+	}
+	c := listen(t, h, "udp4", "127.0.0.1:0")
+	if _, err := c.WriteToUDPAddrPort([]byte("lo"), c.LocalAddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := recv(t, c); string(got) != "lo" {
+		t.Errorf("got %q over lo, want %q", got, "lo")
+	}
+}
+
+// sortedAddresses returns n's addresses in order.
+func sortedAddresses(n *stack.NIC) []netip.Prefix {
+	return slices.SortedFunc(slices.Values(n.Addresses()), func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
 }
