@@ -184,6 +184,19 @@ func TestNICAddressRefused(t *testing.T) {
 		{"v4-mapped /97", pfx("::ffff:10.9.0.1/97"), "use the IPv4 form 10.9.0.1/1"},
 		{"v4-mapped /96", pfx("::ffff:10.9.0.1/96"), "use the IPv4 form, 10.9.0.1 with an IPv4 prefix length"},
 		{"v4-mapped /24", pfx("::ffff:10.9.0.1/24"), "use the IPv4 form, 10.9.0.1 with an IPv4 prefix length"},
+		// Addresses no interface can have, and prefixes that would put
+		// every address on the link.
+		{"0.0.0.0/8", pfx("0.0.0.0/8"), "0.0.0.0/8 is the unspecified address"},
+		{"0.0.0.0/32", pfx("0.0.0.0/32"), "0.0.0.0/32 is the unspecified address"},
+		{"::/64", pfx("::/64"), "::/64 is the unspecified address"},
+		{"::/0", pfx("::/0"), "::/0 is the unspecified address"},
+		{"IPv4 multicast", pfx("224.0.0.1/24"), "224.0.0.1/24 is a multicast address"},
+		{"IPv4 multicast /32", pfx("239.1.2.3/32"), "239.1.2.3/32 is a multicast address"},
+		{"IPv6 multicast", pfx("ff02::1/64"), "ff02::1/64 is a multicast address"},
+		{"limited broadcast", pfx("255.255.255.255/32"), "255.255.255.255/32 is the limited broadcast address"},
+		{"limited broadcast /8", pfx("255.255.255.255/8"), "is the limited broadcast address"},
+		{"IPv4 /0", pfx("10.0.0.1/0"), "10.0.0.1/0 has prefix length 0"},
+		{"IPv6 /0", pfx("2001:db8::1/0"), "2001:db8::1/0 has prefix length 0"},
 		{"zero prefix", netip.Prefix{}, "the address is missing"},
 		{"IPv4 /33", netip.PrefixFrom(netip.MustParseAddr("10.9.0.1"), 33), "10.9.0.1 has a prefix length out of range [0, 32]"},
 		{"IPv6 /129", netip.PrefixFrom(netip.MustParseAddr("2001:db8::1"), 129), "2001:db8::1 has a prefix length out of range [0, 128]"},
@@ -251,4 +264,23 @@ func TestLoopbackAddresses(t *testing.T) {
 // sortedAddresses returns n's addresses in order.
 func sortedAddresses(n *stack.NIC) []netip.Prefix {
 	return slices.SortedFunc(slices.Values(n.Addresses()), func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+}
+
+// TestNICAddressAccepted: the checks leave alone what Linux lets an
+// Ethernet interface have and a host can use.
+func TestNICAddressAccepted(t *testing.T) {
+	_, hosts, _ := lan(t, 1500)
+	n := hosts[0].NIC("eth0")
+	for _, s := range []string{"10.1.0.1/32", "10.2.0.255/24", "10.3.0.0/31", "127.0.0.2/8", "fe80::1/64", "2001:db8::1/128", "2001:db8:1::1/1"} {
+		p := netip.MustParsePrefix(s)
+		if err := stack.CheckNICAddress(p); err != nil {
+			t.Errorf("CheckNICAddress(%v) = %v, want nil", p, err)
+		}
+		if err := n.AddAddress(p); err != nil {
+			t.Errorf("AddAddress(%v) = %v, want nil", p, err)
+		}
+		if !slices.Contains(n.Addresses(), p) {
+			t.Errorf("after AddAddress(%v): addresses %v", p, n.Addresses())
+		}
+	}
 }

@@ -97,7 +97,16 @@ func (n *NIC) AddAddress(p netip.Prefix) error {
 //     the address's bits;
 //   - an IPv4-mapped IPv6 address (::ffff:10.9.0.1/120): Linux would add it
 //     as an IPv6 address, which gVisor cannot use for IPv4 traffic, so the
-//     error names the IPv4 form to use instead (10.9.0.1/24).
+//     error names the IPv4 form to use instead (10.9.0.1/24);
+//   - an address no interface can have: the unspecified address (0.0.0.0,
+//     ::), a multicast address (join a group with UDPConn.JoinGroup
+//     instead) and the limited broadcast address 255.255.255.255;
+//   - a /0 prefix, which would put every address on the NIC's link (add
+//     a default route with Host.SetDefaultRoute instead).
+//
+// Linux accepts some of these (ip addr add 0.0.0.0/0 dev eth0); none of
+// them gives a host an address it can be reached at. Loopback addresses
+// are accepted on any NIC, as on Linux.
 //
 // The error does not start with "stack:", so that a caller can put it
 // after its own context (a flag's name, say).
@@ -112,6 +121,14 @@ func CheckNICAddress(p netip.Prefix) error {
 		return addressError(fmt.Sprintf("%v is an IPv4-mapped IPv6 address, which a NIC cannot use for IPv4: use the IPv4 form %v", p, netip.PrefixFrom(a.Unmap(), p.Bits()-96)))
 	case a.Is4In6():
 		return addressError(fmt.Sprintf("%v is an IPv4-mapped IPv6 address, which a NIC cannot use for IPv4: use the IPv4 form, %v with an IPv4 prefix length", p, a.Unmap()))
+	case a.IsUnspecified():
+		return addressError(fmt.Sprintf("%v is the unspecified address, which no interface can have", p))
+	case a.IsMulticast():
+		return addressError(fmt.Sprintf("%v is a multicast address, which no interface can have: join the group with UDPConn.JoinGroup", p))
+	case a == limitedBroadcast:
+		return addressError(fmt.Sprintf("%v is the limited broadcast address, which no interface can have", p))
+	case p.Bits() == 0:
+		return addressError(fmt.Sprintf("%v has prefix length 0, which would put every address on the NIC's link: give the subnet's length, and add a default route with Host.SetDefaultRoute", p))
 	}
 	return nil
 }
