@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
@@ -282,5 +283,82 @@ func TestNICAddressAccepted(t *testing.T) {
 		if !slices.Contains(n.Addresses(), p) {
 			t.Errorf("after AddAddress(%v): addresses %v", p, n.Addresses())
 		}
+	}
+}
+
+// TestNICMTURange: a NIC's MTU follows the link MTU rule, [68, 65535],
+// and is never wrapped into a uint32; 0 means the link's. A refused MTU
+// leaves the link free.
+func TestNICMTURange(t *testing.T) {
+	h, err := stack.NewHost(stack.HostOptions{Name: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	sw := stack.NewSwitch(stack.SwitchOptions{})
+	port, err := sw.NewPort(stack.PortOptions{MTU: 1400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mtu := range []int{-1, 1, 67, 65536, 1 << 32, 1<<32 + 1500} {
+		_, err := h.AddNIC(port, stack.NICOptions{Name: "eth7", MTU: mtu})
+		want := fmt.Sprintf("stack: host h: NIC eth7 MTU %d is out of range [68, 65535]", mtu)
+		if err == nil || err.Error() != want {
+			t.Errorf("AddNIC(MTU %d) = %v, want %q", mtu, err, want)
+		}
+	}
+	if len(h.NICs()) != 1 {
+		t.Fatalf("after refused AddNICs the host has NICs %v, want only lo", h.NICs())
+	}
+	for _, c := range []struct{ mtu, want int }{{0, 1400}, {68, 68}, {1279, 1279}, {65535, 65535}} {
+		p, err := sw.NewPort(stack.PortOptions{MTU: 1400})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.mtu == 0 {
+			p = port // the port the refused AddNICs left free
+		}
+		n, err := h.AddNIC(p, stack.NICOptions{MTU: c.mtu})
+		if err != nil {
+			t.Errorf("AddNIC(MTU %d) = %v", c.mtu, err)
+			continue
+		}
+		if n.MTU() != c.want {
+			t.Errorf("AddNIC(MTU %d): NIC MTU %d, want %d", c.mtu, n.MTU(), c.want)
+		}
+	}
+}
+
+// TestNICMTUBelowIPv6Minimum: a NIC MTU below IPv6's 1280 is allowed, as
+// for a link; IPv4 then works and IPv6 sends fail with EINVAL.
+func TestNICMTUBelowIPv6Minimum(t *testing.T) {
+	a, b, err := stack.NewPipe(stack.PipeOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts [2]*stack.Host
+	for i, ep := range []gvstack.LinkEndpoint{a, b} {
+		h, err := stack.NewHost(stack.HostOptions{Name: fmt.Sprintf("h%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer h.Close()
+		addrs := []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 5, 0, byte(i + 1)}), 24), netip.MustParsePrefix(fmt.Sprintf("fd00::%d/64", i+1))}
+		if _, err := h.AddNIC(ep, stack.NICOptions{MTU: 1000, Addresses: addrs}); err != nil {
+			t.Fatal(err)
+		}
+		hosts[i] = h
+	}
+	rx := listen(t, hosts[1], "udp4", "10.5.0.2:7")
+	tx := listen(t, hosts[0], "udp4", "10.5.0.1:0")
+	if _, err := tx.WriteToUDPAddrPort([]byte("v4"), netip.MustParseAddrPort("10.5.0.2:7")); err != nil {
+		t.Fatalf("udp4 WriteTo on a 1000-MTU NIC = %v", err)
+	}
+	if got, _ := recv(t, rx); string(got) != "v4" {
+		t.Errorf("got %q, want %q", got, "v4")
+	}
+	tx6 := listen(t, hosts[0], "udp6", "[fd00::1]:0")
+	if _, err := tx6.WriteToUDPAddrPort([]byte("v6"), netip.MustParseAddrPort("[fd00::2]:7")); !errors.Is(err, syscall.EINVAL) {
+		t.Errorf("udp6 WriteTo on a 1000-MTU NIC = %v, want EINVAL", err)
 	}
 }

@@ -157,7 +157,10 @@ type NICOptions struct {
 	// ::ffff:10.9.0.1/120): see CheckNICAddress for what is refused. A
 	// route to each prefix through the NIC is added. Default: none.
 	Addresses []netip.Prefix
-	// MTU overrides the MTU the link reports. Default: the link's.
+	// MTU overrides the MTU the link reports. Like a link's MTU it must
+	// lie in [MinMTU, MaxMTU], [68, 65535]; IPv6 needs 1280, so below
+	// that the NIC's IPv6 sends fail (EINVAL) and only IPv4 works.
+	// Default (0): the link's.
 	MTU int
 }
 
@@ -249,8 +252,10 @@ func (h *Host) checkNICOptions(opts NICOptions) error {
 			return fmt.Errorf("stack: host %s: NIC %s: %w", h.name, opts.Name, err)
 		}
 	}
-	if opts.MTU < 0 {
-		return fmt.Errorf("stack: host %s: negative MTU %d", h.name, opts.MTU)
+	if opts.MTU != 0 {
+		if err := checkMTU(fmt.Sprintf("host %s: NIC %s", h.name, opts.Name), opts.MTU); err != nil {
+			return err
+		}
 	}
 	return nil
 }
