@@ -124,11 +124,11 @@ func CheckNICAddress(p netip.Prefix) error {
 	case a.IsUnspecified():
 		return addressError(fmt.Sprintf("%v is the unspecified address, which no interface can have", p))
 	case a.IsMulticast():
-		return addressError(fmt.Sprintf("%v is a multicast address, which no interface can have: join the group with UDPConn.JoinGroup", p))
+		return addressError(fmt.Sprintf("%v is a multicast address, which no interface can have (a host joins a group instead)", p))
 	case a == limitedBroadcast:
 		return addressError(fmt.Sprintf("%v is the limited broadcast address, which no interface can have", p))
 	case p.Bits() == 0:
-		return addressError(fmt.Sprintf("%v has prefix length 0, which would put every address on the NIC's link: give the subnet's length, and add a default route with Host.SetDefaultRoute", p))
+		return addressError(fmt.Sprintf("%v has prefix length 0, which would put every address on the link: give the subnet's prefix length", p))
 	}
 	return nil
 }
