@@ -3,10 +3,12 @@ package capture
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -27,10 +29,18 @@ var ErrClosed = errors.New("capture: writer closed")
 // interface, with a packet comment made by DropComment, e.g.
 // "dgramlab: dropped: mtu (link sw0/port2, outbound)".
 //
+// A pcapng option holds at most MaxOptionLen (65535) bytes. A link name
+// longer than that is an error (see AddLink); a drop comment that would be
+// longer is shortened to fit: the link name in it (the interface's name
+// has it in full) is cut, and so is a reason of more than half the room,
+// each ending in "..."; the comment still parses with ParseDropComment.
+//
 // PcapngWriter is safe for concurrent use. Writes are buffered: call Flush
 // to push them to the underlying writer, and Close at the end. The first
-// write error is kept and returned by Flush, Close and Err; frames recorded
-// after an error or after Close are discarded.
+// error (a write error, or a link name the writer refused) is kept and
+// returned by Flush, Close and Err; frames recorded after an error or
+// after Close are discarded. Close still writes out what was buffered
+// before the error: complete blocks, so the file reads back.
 type PcapngWriter struct {
 	mu     sync.Mutex
 	dst    io.Writer
@@ -78,9 +88,18 @@ func CreatePcapngFile(path string) (*PcapngWriter, error) {
 	return w, nil
 }
 
+// MaxOptionLen is the largest value a pcapng option can hold, in bytes
+// (its length field is 16 bits): the limit on a link name, which is the
+// interface's if_name option, and on a packet comment.
+const MaxOptionLen = 65535
+
 // AddLink implements LinkAdder: it declares an interface for the link now,
 // so that interface numbers follow the order of AddLink calls. Adding a
 // link twice does nothing.
+//
+// A name longer than MaxOptionLen bytes cannot be written: AddLink then
+// sets the writer's error, which Err returns at once (NewTap calls AddLink:
+// check Err after making a tap on the writer) and Flush and Close return.
 func (w *PcapngWriter) AddLink(name string, linkType layers.LinkType) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -108,7 +127,7 @@ func (w *PcapngWriter) Record(f Frame) {
 	}
 	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: epbDirection(f.Dir)}}
 	if f.Drop != "" {
-		opts.Comments = []string{DropComment(f.Drop, f.Link, f.Dir)}
+		opts.Comments = []string{dropComment(f)}
 	}
 	ci := gopacket.CaptureInfo{
 		Timestamp:      fileTime(f.Time),
@@ -154,12 +173,16 @@ func (w *PcapngWriter) Close() error {
 		return w.err
 	}
 	w.closed = true
-	if w.err == nil {
-		if w.ng == nil {
-			w.err = writeEmptySection(w.dst)
-		} else {
-			w.err = w.ng.Flush()
+	switch {
+	case w.ng != nil:
+		// After an error the buffer holds the complete blocks written
+		// before it (a write error stays in the buffer: nothing more is
+		// written then).
+		if err := w.ng.Flush(); w.err == nil {
+			w.err = err
 		}
+	case w.err == nil:
+		w.err = writeEmptySection(w.dst)
 	}
 	if w.file != nil {
 		if err := w.file.Close(); w.err == nil {
@@ -183,6 +206,9 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 	if id, ok := w.ifaces[key]; ok {
 		return id, nil
 	}
+	if len(name) > MaxOptionLen {
+		return 0, fmt.Errorf("capture: link %q is %d bytes long, more than the %d bytes a pcapng interface name can have", cutUTF8(name, 40)+"...", len(name), MaxOptionLen)
+	}
 	intf := pcapgo.NgInterface{
 		Name:                name,
 		LinkType:            linkType,
@@ -203,6 +229,39 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 	}
 	w.ifaces[key] = id
 	return id, nil
+}
+
+// dropComment returns f's drop comment (DropComment), shortened to
+// MaxOptionLen bytes if it is longer: a reason longer than half the room
+// left by the comment's fixed words is cut to that half, and the link name
+// to what is left. Each cut part ends in "...".
+func dropComment(f Frame) string {
+	const ellipsis = "..."
+	reason, link := cleanReason(f.Drop), f.Link
+	c := DropComment(reason, link, f.Dir)
+	if len(c) <= MaxOptionLen {
+		return c
+	}
+	room := MaxOptionLen - (len(c) - len(reason) - len(link)) // for reason and link
+	if len(reason) > room/2 {
+		reason = cutUTF8(reason, room/2-len(ellipsis)) + ellipsis
+	}
+	if len(reason)+len(link) > room {
+		link = cutUTF8(link, room-len(reason)-len(ellipsis)) + ellipsis
+	}
+	return DropComment(reason, link, f.Dir)
+}
+
+// cutUTF8 returns s cut to at most n bytes, not inside a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n = max(n, 0)
+	for i := 0; i < utf8.UTFMax && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n]
 }
 
 func epbDirection(d Direction) pcapgo.NgEpbFlag {
