@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"time"
@@ -27,20 +28,24 @@ var ErrClosed = errors.New("capture: writer closed")
 // Enhanced Packet Block whose flags word carries the direction (inbound or
 // outbound). A dropped frame is written like the others, on its link's
 // interface, with a packet comment made by DropComment, e.g.
-// "dgramlab: dropped: mtu (link sw0/port2, outbound)".
+// "dgramlab: dropped: mtu (link sw0/port2, outbound)". A timestamp the
+// file cannot hold (before 1970, or after 2262-04-11, the last nanosecond
+// an int64 counts from 1970) is written as the nearest one it can.
 //
 // A pcapng option holds at most MaxOptionLen (65535) bytes. A link name
 // longer than that is an error (see AddLink); a drop comment that would be
 // longer is shortened to fit: the link name in it (the interface's name
 // has it in full) is cut, and so is a reason of more than half the room,
-// each ending in "..."; the comment still parses with ParseDropComment.
+// each ending in "..."; the comment still parses with ParseDropComment. A
+// frame whose Len is over math.MaxUint32 (a packet block's length fields
+// are 32 bits) is an error.
 //
 // PcapngWriter is safe for concurrent use. Writes are buffered: call Flush
 // to push them to the underlying writer, and Close at the end. The first
-// error (a write error, or a link name the writer refused) is kept and
-// returned by Flush, Close and Err; frames recorded after an error or
-// after Close are discarded. Close still writes out what was buffered
-// before the error: complete blocks, so the file reads back.
+// error (a write error, or a link name or frame the writer refused) is
+// kept and returned by Flush, Close and Err; frames recorded after an
+// error or after Close are discarded. Close still writes out what was
+// buffered before the error: complete blocks, so the file reads back.
 type PcapngWriter struct {
 	mu     sync.Mutex
 	dst    io.Writer
@@ -121,6 +126,11 @@ func (w *PcapngWriter) Record(f Frame) {
 	}
 	id, err := w.iface(f.Link, f.LinkType)
 	if err != nil {
+		w.err = err
+		w.discarded++
+		return
+	}
+	if err := checkFrameLen(f); err != nil {
 		w.err = err
 		w.discarded++
 		return
@@ -207,7 +217,7 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 		return id, nil
 	}
 	if len(name) > MaxOptionLen {
-		return 0, fmt.Errorf("capture: link %q is %d bytes long, more than the %d bytes a pcapng interface name can have", cutUTF8(name, 40)+"...", len(name), MaxOptionLen)
+		return 0, fmt.Errorf("capture: link %s is %d bytes long, more than the %d bytes a pcapng interface name can have", quoteName(name), len(name), MaxOptionLen)
 	}
 	intf := pcapgo.NgInterface{
 		Name:                name,
@@ -252,6 +262,29 @@ func dropComment(f Frame) string {
 	return DropComment(reason, link, f.Dir)
 }
 
+// checkFrameLen says why f's lengths do not fit an Enhanced Packet Block,
+// whose length fields are 32 bits, if they do not: a Len (the length on
+// the wire) over math.MaxUint32, or more Data than a block can carry with
+// its options.
+func checkFrameLen(f Frame) error {
+	const maxData = math.MaxUint32 - 1<<18 // room for the header and options
+	switch {
+	case int64(f.Len) > math.MaxUint32:
+		return fmt.Errorf("capture: frame on link %s: length %d is more than the %d bytes a pcapng packet block can record", quoteName(f.Link), f.Len, uint64(math.MaxUint32))
+	case int64(len(f.Data)) > maxData:
+		return fmt.Errorf("capture: frame on link %s: %d bytes of data are more than the %d a pcapng packet block can carry", quoteName(f.Link), len(f.Data), maxData)
+	}
+	return nil
+}
+
+// quoteName quotes a name for an error, cut to its first 40 bytes.
+func quoteName(name string) string {
+	if len(name) <= 40 {
+		return fmt.Sprintf("%q", name)
+	}
+	return fmt.Sprintf("%q", cutUTF8(name, 40)+"...")
+}
+
 // cutUTF8 returns s cut to at most n bytes, not inside a UTF-8 sequence.
 func cutUTF8(s string, n int) string {
 	if len(s) <= n {
@@ -274,11 +307,16 @@ func epbDirection(d Direction) pcapgo.NgEpbFlag {
 	return pcapgo.NgEpbFlagDirectionUnknown
 }
 
-// fileTime maps times a pcapng timestamp cannot hold (the zero time,
-// anything before 1970) to the Unix epoch.
+// fileTime maps times a pcapng timestamp cannot hold to the nearest one
+// it can: the zero time and anything before 1970 to the Unix epoch, and
+// anything after the last nanosecond pcapgo counts in an int64 (in 2262)
+// to that nanosecond, where UnixNano would wrap.
 func fileTime(t time.Time) time.Time {
 	if t.Before(time.Unix(0, 0)) {
 		return time.Unix(0, 0)
+	}
+	if last := time.Unix(0, math.MaxInt64); t.After(last) {
+		return last
 	}
 	return t
 }

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gopacket/gopacket/layers"
@@ -195,6 +197,71 @@ func TestPcapngLinkNameTooLong(t *testing.T) {
 		}
 		if len(err.Error()) > 200 {
 			t.Errorf("the error repeats the whole name: %d bytes", len(err.Error()))
+		}
+	})
+}
+
+// TestPcapngFrameLimits: a frame length a packet block cannot record is
+// an error, not a wrapped 32-bit field; a time after what pcapgo counts in
+// nanoseconds is written as the last one it can, not wrapped into the past.
+func TestPcapngFrameLimits(t *testing.T) {
+	f := scenario(t)[1]
+	t.Run("length", func(t *testing.T) {
+		for _, n := range []int{1 << 32, 1<<32 + 10} {
+			var buf bytes.Buffer
+			w := NewPcapngWriter(&buf)
+			w.Record(f)
+			big := f
+			big.Len = n
+			w.Record(big)
+			want := fmt.Sprintf(`capture: frame on link "h1/eth0": length %d is more than the 4294967295 bytes a pcapng packet block can record`, n)
+			if err := w.Close(); err == nil || err.Error() != want {
+				t.Errorf("Close() after a frame of Len %d = %v, want %q", n, err, want)
+			}
+			if got := readPcapng(t, buf.Bytes()); len(got) != 1 {
+				t.Errorf("read back %d packets, want the 1 from before the error", len(got))
+			}
+		}
+		var buf bytes.Buffer
+		w := NewPcapngWriter(&buf)
+		edge := f
+		edge.Len = 1<<32 - 1
+		w.Record(edge)
+		if err := w.Close(); err != nil {
+			t.Fatalf("Close() after a frame of Len 1<<32-1 = %v", err)
+		}
+		r, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.NgReaderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ci, err := r.ReadPacketData(); err != nil || ci.Length != 1<<32-1 {
+			t.Errorf("ReadPacketData() = length %d, %v; want %d", ci.Length, err, 1<<32-1)
+		}
+	})
+	t.Run("time", func(t *testing.T) {
+		last := time.Unix(0, math.MaxInt64)
+		for _, c := range []struct{ in, want time.Time }{
+			{time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC), last},
+			{last.Add(time.Nanosecond), last},
+			{last, last},
+			{time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC), time.Unix(0, 0)},
+			{time.Time{}, time.Unix(0, 0)},
+		} {
+			var buf bytes.Buffer
+			w := NewPcapngWriter(&buf)
+			g := f
+			g.Time = c.in
+			w.Record(g)
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := pcapgo.NewNgReader(bytes.NewReader(buf.Bytes()), pcapgo.NgReaderOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ci, err := r.ReadPacketData(); err != nil || !ci.Timestamp.Equal(c.want) {
+				t.Errorf("frame at %v: read back at %v (%v), want %v", c.in, ci.Timestamp.UTC(), err, c.want.UTC())
+			}
 		}
 	})
 }
