@@ -104,9 +104,8 @@ func (n *NIC) AddAddress(p netip.Prefix) error {
 //   - a /0 prefix, which would put every address on the NIC's link (add
 //     a default route with Host.SetDefaultRoute instead).
 //
-// Linux accepts some of these (ip addr add 0.0.0.0/0 dev eth0); none of
-// them gives a host an address it can be reached at. Loopback addresses
-// are accepted on any NIC, as on Linux.
+// None of these gives a host an address it can be reached at. Loopback
+// addresses are accepted on any NIC, as on Linux.
 //
 // The error does not start with "stack:", so that a caller can put it
 // after its own context (a flag's name, say).
