@@ -3,10 +3,13 @@ package capture
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"os"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
@@ -25,12 +28,24 @@ var ErrClosed = errors.New("capture: writer closed")
 // Enhanced Packet Block whose flags word carries the direction (inbound or
 // outbound). A dropped frame is written like the others, on its link's
 // interface, with a packet comment made by DropComment, e.g.
-// "dgramlab: dropped: mtu (link sw0/port2, outbound)".
+// "dgramlab: dropped: mtu (link sw0/port2, outbound)". A timestamp the
+// file cannot hold (before 1970, or after 2262-04-11, the last nanosecond
+// an int64 counts from 1970) is written as the nearest one it can.
+//
+// A pcapng option holds at most MaxOptionLen (65535) bytes. A link name
+// longer than that is an error (see AddLink); a drop comment that would be
+// longer is shortened to fit: the link name in it (the interface's name
+// has it in full) is cut, and so is a reason of more than half the room,
+// each ending in "..."; the comment still parses with ParseDropComment. A
+// frame whose Len is over math.MaxUint32 (a packet block's length fields
+// are 32 bits) is an error.
 //
 // PcapngWriter is safe for concurrent use. Writes are buffered: call Flush
 // to push them to the underlying writer, and Close at the end. The first
-// write error is kept and returned by Flush, Close and Err; frames recorded
-// after an error or after Close are discarded.
+// error (a write error, or a link name or frame the writer refused) is
+// kept and returned by Flush, Close and Err; frames recorded after an
+// error or after Close are discarded. Close still writes out what was
+// buffered before the error: complete blocks, so the file reads back.
 type PcapngWriter struct {
 	mu     sync.Mutex
 	dst    io.Writer
@@ -78,9 +93,18 @@ func CreatePcapngFile(path string) (*PcapngWriter, error) {
 	return w, nil
 }
 
+// MaxOptionLen is the largest value a pcapng option can hold, in bytes
+// (its length field is 16 bits): the limit on a link name, which is the
+// interface's if_name option, and on a packet comment.
+const MaxOptionLen = 65535
+
 // AddLink implements LinkAdder: it declares an interface for the link now,
 // so that interface numbers follow the order of AddLink calls. Adding a
 // link twice does nothing.
+//
+// A name longer than MaxOptionLen bytes cannot be written: AddLink then
+// sets the writer's error, which Err returns at once (NewTap calls AddLink:
+// check Err after making a tap on the writer) and Flush and Close return.
 func (w *PcapngWriter) AddLink(name string, linkType layers.LinkType) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -106,9 +130,14 @@ func (w *PcapngWriter) Record(f Frame) {
 		w.discarded++
 		return
 	}
+	if err := checkFrameLen(f); err != nil {
+		w.err = err
+		w.discarded++
+		return
+	}
 	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: epbDirection(f.Dir)}}
 	if f.Drop != "" {
-		opts.Comments = []string{DropComment(f.Drop, f.Link, f.Dir)}
+		opts.Comments = []string{dropComment(f)}
 	}
 	ci := gopacket.CaptureInfo{
 		Timestamp:      fileTime(f.Time),
@@ -154,12 +183,16 @@ func (w *PcapngWriter) Close() error {
 		return w.err
 	}
 	w.closed = true
-	if w.err == nil {
-		if w.ng == nil {
-			w.err = writeEmptySection(w.dst)
-		} else {
-			w.err = w.ng.Flush()
+	switch {
+	case w.ng != nil:
+		// After an error the buffer holds the complete blocks written
+		// before it (a write error stays in the buffer: nothing more is
+		// written then).
+		if err := w.ng.Flush(); w.err == nil {
+			w.err = err
 		}
+	case w.err == nil:
+		w.err = writeEmptySection(w.dst)
 	}
 	if w.file != nil {
 		if err := w.file.Close(); w.err == nil {
@@ -183,6 +216,9 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 	if id, ok := w.ifaces[key]; ok {
 		return id, nil
 	}
+	if len(name) > MaxOptionLen {
+		return 0, fmt.Errorf("capture: link %s is %d bytes long, more than the %d bytes a pcapng interface name can have", quoteName(name), len(name), MaxOptionLen)
+	}
 	intf := pcapgo.NgInterface{
 		Name:                name,
 		LinkType:            linkType,
@@ -205,6 +241,62 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 	return id, nil
 }
 
+// dropComment returns f's drop comment (DropComment), shortened to
+// MaxOptionLen bytes if it is longer: a reason longer than half the room
+// left by the comment's fixed words is cut to that half, and the link name
+// to what is left. Each cut part ends in "...".
+func dropComment(f Frame) string {
+	const ellipsis = "..."
+	reason, link := cleanReason(f.Drop), f.Link
+	c := DropComment(reason, link, f.Dir)
+	if len(c) <= MaxOptionLen {
+		return c
+	}
+	room := MaxOptionLen - (len(c) - len(reason) - len(link)) // for reason and link
+	if len(reason) > room/2 {
+		reason = cutUTF8(reason, room/2-len(ellipsis)) + ellipsis
+	}
+	if len(reason)+len(link) > room {
+		link = cutUTF8(link, room-len(reason)-len(ellipsis)) + ellipsis
+	}
+	return DropComment(reason, link, f.Dir)
+}
+
+// checkFrameLen says why f's lengths do not fit an Enhanced Packet Block,
+// whose length fields are 32 bits, if they do not: a Len (the length on
+// the wire) over math.MaxUint32, or more Data than a block can carry with
+// its options.
+func checkFrameLen(f Frame) error {
+	const maxData = math.MaxUint32 - 1<<18 // room for the header and options
+	switch {
+	case int64(f.Len) > math.MaxUint32:
+		return fmt.Errorf("capture: frame on link %s: length %d is more than the %d bytes a pcapng packet block can record", quoteName(f.Link), f.Len, uint64(math.MaxUint32))
+	case int64(len(f.Data)) > maxData:
+		return fmt.Errorf("capture: frame on link %s: %d bytes of data are more than the %d a pcapng packet block can carry", quoteName(f.Link), len(f.Data), maxData)
+	}
+	return nil
+}
+
+// quoteName quotes a name for an error, cut to its first 40 bytes.
+func quoteName(name string) string {
+	if len(name) <= 40 {
+		return fmt.Sprintf("%q", name)
+	}
+	return fmt.Sprintf("%q", cutUTF8(name, 40)+"...")
+}
+
+// cutUTF8 returns s cut to at most n bytes, not inside a UTF-8 sequence.
+func cutUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	n = max(n, 0)
+	for i := 0; i < utf8.UTFMax && n > 0 && !utf8.RuneStart(s[n]); i++ {
+		n--
+	}
+	return s[:n]
+}
+
 func epbDirection(d Direction) pcapgo.NgEpbFlag {
 	switch d {
 	case Inbound:
@@ -215,11 +307,16 @@ func epbDirection(d Direction) pcapgo.NgEpbFlag {
 	return pcapgo.NgEpbFlagDirectionUnknown
 }
 
-// fileTime maps times a pcapng timestamp cannot hold (the zero time,
-// anything before 1970) to the Unix epoch.
+// fileTime maps times a pcapng timestamp cannot hold to the nearest one
+// it can: the zero time and anything before 1970 to the Unix epoch, and
+// anything after the last nanosecond pcapgo counts in an int64 (in 2262)
+// to that nanosecond, where UnixNano would wrap.
 func fileTime(t time.Time) time.Time {
 	if t.Before(time.Unix(0, 0)) {
 		return time.Unix(0, 0)
+	}
+	if last := time.Unix(0, math.MaxInt64); t.After(last) {
+		return last
 	}
 	return t
 }

@@ -129,5 +129,9 @@ func errnoError(op string, laddr, raddr net.Addr, errno syscall.Errno) error {
 // ErrHostClosed is returned by Host methods called after Host.Close.
 var ErrHostClosed = errors.New("stack: host closed")
 
+// ErrInvalidAddress is wrapped by the errors of Host.AddNIC, NIC.AddAddress
+// and CheckNICAddress for a prefix a NIC cannot have.
+var ErrInvalidAddress = errors.New("stack: invalid NIC address")
+
 // errNilContext is what a call given a nil context fails with.
 var errNilContext = errors.New("stack: nil context")

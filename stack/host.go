@@ -160,9 +160,14 @@ type NICOptions struct {
 	// addresses (fe80::1%eth0). Default "eth0", "eth1", ... in order.
 	Name string
 	// Addresses are the NIC's IPv4 and IPv6 addresses with their prefix
-	// length. A route to each prefix through the NIC is added.
+	// length, IPv4 ones in their IPv4 form (10.9.0.1/24, not
+	// ::ffff:10.9.0.1/120): see CheckNICAddress for what is refused. A
+	// route to each prefix through the NIC is added. Default: none.
 	Addresses []netip.Prefix
-	// MTU overrides the MTU the link reports. Default: the link's.
+	// MTU overrides the MTU the link reports. Like a link's MTU it must
+	// lie in [MinMTU, MaxMTU], [68, 65535]; IPv6 needs 1280, so below
+	// that the NIC's IPv6 sends fail (EINVAL) and only IPv4 works.
+	// Default (0): the link's.
 	MTU int
 }
 
@@ -176,20 +181,15 @@ type NICOptions struct {
 // group without naming an interface then uses that NIC.
 //
 // A link carries one NIC: AddNIC refuses a link that is attached already,
-// or a wrapper around one, and a Port that has left its switch. If AddNIC
-// fails after the NIC was made (gVisor refused an address or the MTU), it
-// removes the NIC, which closes the link: a Port then leaves its switch.
+// or a wrapper around one, and a Port that has left its switch. It checks
+// the options before it makes the NIC (an address CheckNICAddress refuses
+// is an error wrapping ErrInvalidAddress), so that a refused option
+// leaves the link free. If AddNIC fails after the NIC was made (gVisor
+// refused an address, a duplicate one say, or the MTU), it removes the
+// NIC, which closes the link: a Port then leaves its switch.
 func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	if ep == nil {
 		return nil, fmt.Errorf("stack: host %s: AddNIC with a nil link endpoint", h.name)
-	}
-	for _, p := range opts.Addresses {
-		if !p.IsValid() {
-			return nil, fmt.Errorf("stack: host %s: invalid NIC address %v", h.name, p)
-		}
-	}
-	if opts.MTU < 0 {
-		return nil, fmt.Errorf("stack: host %s: negative MTU %d", h.name, opts.MTU)
 	}
 	// attachMu makes the check and the attach (in CreateNICWithOptions)
 	// one step, so that two hosts cannot both take the same link.
@@ -204,7 +204,6 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 		return nil, ErrHostClosed
 	}
 	id := h.nextNIC
-	h.nextNIC++
 	if opts.Name == "" {
 		opts.Name = fmt.Sprintf("eth%d", id-loopbackNIC-1)
 	}
@@ -214,6 +213,11 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 			return nil, fmt.Errorf("stack: host %s: NIC %q exists", h.name, opts.Name)
 		}
 	}
+	if err := h.checkNICOptions(opts); err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
+	h.nextNIC++
 	h.mu.Unlock()
 
 	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name, QDisc: &directQDisc{link: ep}}); tcpipErr != nil {
@@ -244,6 +248,23 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	}
 	h.mu.Unlock()
 	return n, nil
+}
+
+// checkNICOptions says what is wrong with the options of a new NIC, named
+// opts.Name, before anything is made: a refused address or MTU then
+// leaves the link free (a Port stays on its switch).
+func (h *Host) checkNICOptions(opts NICOptions) error {
+	for _, p := range opts.Addresses {
+		if err := CheckNICAddress(p); err != nil {
+			return fmt.Errorf("stack: host %s: NIC %s: %w", h.name, opts.Name, err)
+		}
+	}
+	if opts.MTU != 0 {
+		if err := checkMTU(fmt.Sprintf("host %s: NIC %s", h.name, opts.Name), opts.MTU); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // A StoppingLink is a link endpoint that can stop by itself, as a TUN/TAP

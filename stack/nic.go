@@ -57,16 +57,13 @@ func (n *NIC) Addresses() []netip.Prefix {
 var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
 
 // AddAddress adds an address with its prefix length and a route to the
-// prefix through this NIC.
+// prefix through this NIC. A prefix CheckNICAddress refuses is an error
+// wrapping ErrInvalidAddress, and changes nothing.
 func (n *NIC) AddAddress(p netip.Prefix) error {
-	if !p.IsValid() {
-		return fmt.Errorf("stack: %v: invalid address %v", n, p)
+	if err := CheckNICAddress(p); err != nil {
+		return fmt.Errorf("stack: %v: %w", n, err)
 	}
-	a := p.Addr().Unmap()
-	p = netip.PrefixFrom(a.WithZone(""), p.Bits())
-	if a.Is4() && p.Bits() > 32 {
-		return fmt.Errorf("stack: %v: invalid prefix length in %v", n, p)
-	}
+	a := p.Addr()
 	proto := ipv4.ProtocolNumber
 	if a.Is6() {
 		proto = ipv6.ProtocolNumber
@@ -91,3 +88,53 @@ func (n *NIC) AddAddress(p netip.Prefix) error {
 	}
 	return nil
 }
+
+// CheckNICAddress says why p cannot be a NIC's address, or returns nil.
+// Host.AddNIC and NIC.AddAddress refuse, with an error wrapping
+// ErrInvalidAddress:
+//
+//   - an invalid prefix: the zero netip.Prefix, or a prefix length beyond
+//     the address's bits;
+//   - an IPv4-mapped IPv6 address (::ffff:10.9.0.1/120): Linux would add it
+//     as an IPv6 address, which gVisor cannot use for IPv4 traffic, so the
+//     error names the IPv4 form to use instead (10.9.0.1/24);
+//   - an address no interface can have: the unspecified address (0.0.0.0,
+//     ::), a multicast address (join a group with UDPConn.JoinGroup
+//     instead) and the limited broadcast address 255.255.255.255;
+//   - a /0 prefix, which would put every address on the NIC's link (add
+//     a default route with Host.SetDefaultRoute instead).
+//
+// None of these gives a host an address it can be reached at. Loopback
+// addresses are accepted on any NIC, as on Linux.
+//
+// The error does not start with "stack:", so that a caller can put it
+// after its own context (a flag's name, say).
+func CheckNICAddress(p netip.Prefix) error {
+	a := p.Addr()
+	switch {
+	case !a.IsValid():
+		return addressError("the address is missing (the zero netip.Prefix)")
+	case !p.IsValid():
+		return addressError(fmt.Sprintf("%v has a prefix length out of range [0, %d]", a, a.BitLen()))
+	case a.Is4In6() && p.Bits() > 96:
+		return addressError(fmt.Sprintf("%v is an IPv4-mapped IPv6 address, which a NIC cannot use for IPv4: use the IPv4 form %v", p, netip.PrefixFrom(a.Unmap(), p.Bits()-96)))
+	case a.Is4In6():
+		return addressError(fmt.Sprintf("%v is an IPv4-mapped IPv6 address, which a NIC cannot use for IPv4: use the IPv4 form, %v with an IPv4 prefix length", p, a.Unmap()))
+	case a.IsUnspecified():
+		return addressError(fmt.Sprintf("%v is the unspecified address, which no interface can have", p))
+	case a.IsMulticast():
+		return addressError(fmt.Sprintf("%v is a multicast address, which no interface can have (a host joins a group instead)", p))
+	case a == limitedBroadcast:
+		return addressError(fmt.Sprintf("%v is the limited broadcast address, which no interface can have", p))
+	case p.Bits() == 0:
+		return addressError(fmt.Sprintf("%v has prefix length 0, which would put every address on the link: give the subnet's prefix length", p))
+	}
+	return nil
+}
+
+// addressError says why a prefix cannot be a NIC's address.
+type addressError string
+
+func (e addressError) Error() string { return string(e) }
+
+func (e addressError) Unwrap() error { return ErrInvalidAddress }

@@ -66,8 +66,10 @@ func (f *tunFlags) config(cmd string) (tunConfig, error) {
 		}
 		return tunConfig{}, usagef("%s: --addr %q is not an address with a prefix length: %v", cmd, f.addr, err)
 	}
-	if prefix.Addr().Zone() != "" || prefix.Addr().IsUnspecified() || prefix.Addr().IsMulticast() {
-		return tunConfig{}, usagef("%s: --addr %s is not a unicast address", cmd, f.addr)
+	if err := stack.CheckNICAddress(prefix); err != nil {
+		// "--addr ::ffff:10.9.0.1/120 is an IPv4-mapped IPv6 address, ...:
+		// use the IPv4 form 10.9.0.1/24", as AddNIC would say it.
+		return tunConfig{}, usagef("%s: --addr %v", cmd, err)
 	}
 	if f.mtu != 0 && prefix.Addr().Is6() && f.mtu < tun.MinMTUIPv6 {
 		return tunConfig{}, usagef("%s: --mtu %d is below the IPv6 minimum of %d", cmd, f.mtu, tun.MinMTUIPv6)
