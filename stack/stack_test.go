@@ -174,6 +174,11 @@ func TestErrors(t *testing.T) {
 	if _, err := c.WriteTo([]byte("x"), fakeAddr{}); err == nil {
 		t.Fatal("WriteTo(foreign addr) succeeded")
 	}
+	for _, port := range []int{70000, -1, 65536} {
+		if _, err := c.WriteTo([]byte("x"), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}); !errors.Is(err, syscall.EINVAL) {
+			t.Errorf("WriteTo(port %d) = %v, want EINVAL (not a wrapped port)", port, err)
+		}
+	}
 	if _, err := c.WriteTo([]byte("x"), nil); err == nil {
 		t.Fatal("WriteTo(nil) succeeded")
 	}

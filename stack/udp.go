@@ -516,6 +516,10 @@ func (c *UDPConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 		if a == nil {
 			return 0, errnoError("write", c.LocalAddr(), nil, syscall.EDESTADDRREQ)
 		}
+		if a.Port < 0 || a.Port > 0xffff {
+			// AddrPort would wrap it into another port.
+			return 0, errnoError("write", c.LocalAddr(), a, syscall.EINVAL)
+		}
 		ap = a.AddrPort()
 		if a.Zone != "" {
 			ap = netip.AddrPortFrom(ap.Addr().WithZone(a.Zone), ap.Port())
