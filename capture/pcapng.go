@@ -11,6 +11,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // ErrClosed is returned by PcapngWriter.Flush after Close.
@@ -107,7 +109,7 @@ func (w *PcapngWriter) Record(f Frame) {
 		return
 	}
 	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: epbDirection(f.Dir)}}
-	if f.Drop != "" {
+	if f.Drop != 0 {
 		opts.Comments = []string{DropComment(f.Drop, f.Link, f.Dir)}
 	}
 	ci := gopacket.CaptureInfo{
@@ -205,11 +207,11 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 	return id, nil
 }
 
-func epbDirection(d Direction) pcapgo.NgEpbFlag {
+func epbDirection(d wire.Direction) pcapgo.NgEpbFlag {
 	switch d {
-	case Inbound:
+	case wire.Inbound:
 		return pcapgo.NgEpbFlagDirectionInbound
-	case Outbound:
+	case wire.Outbound:
 		return pcapgo.NgEpbFlagDirectionOutbound
 	}
 	return pcapgo.NgEpbFlagDirectionUnknown

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -37,13 +38,17 @@ func TestGoldenImpairedCapture(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) { got, sum = impairedScenario(t) })
 
 	// Every kind of drop the scenario provokes is in the capture.
-	reasons := map[string]int{}
+	reasons := map[wire.DropReason]int{}
 	for _, d := range sum.Drops {
-		reasons[d.Reason] = d.Frames
+		r, ok := wire.ParseDropReason(d.Reason)
+		if !ok {
+			t.Errorf("the capture has drops for %q, which is no wire.DropReason", d.Reason)
+		}
+		reasons[r] = d.Frames
 	}
-	for _, r := range []string{stack.DropLoss, stack.DropQueueFull, stack.DropLinkDown} {
+	for _, r := range []wire.DropReason{wire.DropLoss, wire.DropQueueFull, wire.DropLinkDown} {
 		if reasons[r] == 0 {
-			t.Errorf("no %q drop in the capture (drops: %v)", r, reasons)
+			t.Errorf("no %v drop in the capture (drops: %v)", r, reasons)
 		}
 	}
 

@@ -136,10 +136,10 @@ type GilbertElliott struct {
 // another one picks.
 type Impairments struct {
 	// Loss is the probability that a frame is lost (dropped and counted as
-	// DropLoss). Zero: no random loss.
+	// wire.DropLoss). Zero: no random loss.
 	Loss float64
 	// BurstLoss adds bursty loss (Gilbert-Elliott), on top of Loss; frames
-	// it loses are counted as DropLoss too. Nil: no bursts.
+	// it loses are counted as wire.DropLoss too. Nil: no bursts.
 	BurstLoss *GilbertElliott
 	// Delay is how long every frame is held before it goes on. Zero: none.
 	// Delay plus the jitter's reach must not exceed MaxDelay.
@@ -174,7 +174,7 @@ type Impairments struct {
 	RateBurst int
 	// QueueLimit bounds the frames held by Delay, Jitter and Rate at once;
 	// a frame that finds the queue full is dropped and counted as
-	// DropQueueFull. Zero means DefaultQueueLimit.
+	// wire.DropQueueFull. Zero means DefaultQueueLimit.
 	QueueLimit int
 	// Seed seeds every random choice. Zero is a seed like any other.
 	Seed int64

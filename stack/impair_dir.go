@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Random streams of one direction: each stage draws from its own, so that
@@ -97,7 +99,7 @@ func (l *linkEnd) impairments(dir Direction) Impairments {
 	return im
 }
 
-// purgeImpairments drops (as DropDetached) every frame the end's
+// purgeImpairments drops (as wire.DropDetached) every frame the end's
 // impairments hold; the end is going away.
 func (l *linkEnd) purgeImpairments() {
 	for _, d := range l.dirs {
@@ -109,18 +111,18 @@ func (l *linkEnd) purgeImpairments() {
 		d.pending -= len(frames)
 		d.mu.Unlock()
 		for i := range frames {
-			l.dropHeld(&frames[i], d.which == FromHost, DropDetached)
+			l.dropHeld(&frames[i], wire.Direction(d.which), wire.DropDetached)
 		}
 	}
 }
 
 // dropHeld counts and reports a held frame as dropped, and releases it.
-func (l *linkEnd) dropHeld(f *heldFrame, outbound bool, reason string) {
-	l.drops[reasonIndex(reason)].Add(1)
+func (l *linkEnd) dropHeld(f *heldFrame, dir wire.Direction, reason wire.DropReason) {
+	reason = l.count(reason)
 	if hooks := l.hooks.Load(); hooks != nil && len(*hooks) > 0 {
 		b := f.buf.Flatten()
 		for _, h := range *hooks {
-			h.fn(b, outbound, reason)
+			h.fn(b, dir, reason)
 		}
 	}
 	f.buf.Release()
@@ -159,17 +161,17 @@ func (d *impairDir) seedFor(seed int64, stream, half int) uint64 {
 }
 
 // process applies the impairments to one frame and delivers it now, holds
-// it for later, or drops it. It owns f.buf. outbound tells drop hooks which
-// way the frame was going.
+// it for later, or drops it. It owns f.buf.
 func (d *impairDir) process(f heldFrame) {
-	outbound := d.which == FromHost
+	dir := wire.Direction(d.which)
 	var frames [2]heldFrame
-	var fates [2]string // "" deliver now, "held", or a drop reason
+	var held [2]bool
+	var drops [2]wire.DropReason // zero: not dropped
 	d.mu.Lock()
 	cfg := &d.cfg
 	if d.lostLocked() {
 		d.mu.Unlock()
-		d.end.dropHeld(&f, outbound, DropLoss)
+		d.end.dropHeld(&f, dir, wire.DropLoss)
 		return
 	}
 	frames[0] = f
@@ -199,7 +201,7 @@ func (d *impairDir) process(f heldFrame) {
 		now := d.sched.now()
 		for i := range n {
 			if d.pending >= limit {
-				fates[i] = DropQueueFull
+				drops[i] = wire.DropQueueFull
 				continue
 			}
 			due := d.rateLocked(now, frames[i].size).Add(d.delayLocked())
@@ -208,18 +210,17 @@ func (d *impairDir) process(f heldFrame) {
 			}
 			d.lastDue = due
 			d.pending++
-			fates[i] = "held"
+			held[i] = true
 			d.sched.add(d, due, frames[i])
 		}
 	}
 	d.mu.Unlock()
 	for i := range n {
-		switch fates[i] {
-		case "":
+		switch {
+		case drops[i] != 0:
+			d.end.dropHeld(&frames[i], dir, drops[i])
+		case !held[i]:
 			d.deliver(&frames[i])
-		case "held":
-		default:
-			d.end.dropHeld(&frames[i], outbound, fates[i])
 		}
 	}
 }

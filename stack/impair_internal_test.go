@@ -3,6 +3,8 @@ package stack
 import (
 	"testing"
 	"time"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // With nothing in force, the hot path's pointer is nil: the impairment
@@ -37,7 +39,7 @@ func TestImpairPointerOnlyWhenActive(t *testing.T) {
 	if got := active(); got != [2]bool{} {
 		t.Fatalf("after the held frame left: active %v", got)
 	}
-	if c := a.Counters(); c.Drops[DropDetached] != 1 {
+	if c := a.Counters(); c.Drops[wire.DropDetached] != 1 {
 		t.Errorf("the held frame (no NIC attached) was not counted: %+v", c)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // ImpairedLinkOptions configure an ImpairedLink. The zero value is valid.
@@ -22,17 +24,17 @@ type ImpairedLinkOptions struct {
 // delivers. Attach the ImpairedLink to the host in place of the endpoint
 // it wraps. With no impairment in force it adds one atomic load per frame.
 //
-// It reports the frames it drops (DropLoss, DropQueueFull, and DropDetached
-// for frames still held when it closes) to drop hooks, as well as those the
-// wrapped link reports if it is a drop reporter, and counts its own in
-// Counters.
+// It reports the frames it drops (wire.DropLoss, wire.DropQueueFull, and
+// wire.DropDetached for frames still held when it closes) to drop hooks,
+// as well as those the wrapped link reports if it is a drop reporter, and
+// counts its own in Counters.
 type ImpairedLink struct {
 	nested.Endpoint
 	linkEnd
 	inner    stack.LinkEndpoint
 	name     string
 	reporter interface {
-		AddDropHook(DropHook) (remove func())
+		AddDropHook(wire.DropHook) (remove func())
 	}
 }
 
@@ -55,7 +57,7 @@ func NewImpairedLink(inner stack.LinkEndpoint, opts ImpairedLinkOptions) *Impair
 	}
 	l.initImpair(opts.Name, hdr, newScheduler(opts.Clock), l.deliverFromHost, l.deliverToHost)
 	if r, ok := inner.(interface {
-		AddDropHook(DropHook) (remove func())
+		AddDropHook(wire.DropHook) (remove func())
 	}); ok {
 		l.reporter = r
 	}
@@ -83,7 +85,7 @@ func (l *ImpairedLink) Counters() LinkCounters { return l.counters() }
 
 // AddDropHook registers fn for the frames the impairments drop and, if
 // the wrapped link reports drops, for those too. Capture taps call it.
-func (l *ImpairedLink) AddDropHook(fn DropHook) (remove func()) {
+func (l *ImpairedLink) AddDropHook(fn wire.DropHook) (remove func()) {
 	own := l.linkEnd.AddDropHook(fn)
 	if l.reporter == nil {
 		return own
@@ -126,7 +128,7 @@ func (l *ImpairedLink) deliverFromHost(f *heldFrame) {
 	var list stack.PacketBufferList
 	list.PushBack(pkt)
 	if n, _ := l.Endpoint.WritePackets(list); n < 1 {
-		l.drop(pkt, true, DropWriteError)
+		l.drop(pkt, wire.Outbound, wire.DropWriteError)
 	}
 }
 
@@ -141,7 +143,7 @@ func (l *ImpairedLink) deliverToHost(f *heldFrame) {
 }
 
 // Close implements stack.LinkEndpoint: frames still held are dropped as
-// DropDetached, then the wrapped link is closed.
+// wire.DropDetached, then the wrapped link is closed.
 func (l *ImpairedLink) Close() {
 	l.purgeImpairments()
 	l.Endpoint.Close()

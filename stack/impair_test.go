@@ -13,6 +13,7 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // pipeHosts joins two hosts, a (10.0.0.1) and b (10.0.0.2), by a Pipe and
@@ -88,9 +89,9 @@ func drainSeq(c *stack.UDPConn) []int {
 func TestImpairLossIsSeeded(t *testing.T) {
 	run := func(seed int64) (got []int, c stack.LinkCounters, hooked int) {
 		p := newPipeHosts(t, stack.PipeOptions{Name: "lossy"})
-		remove := p.ea.AddDropHook(func(frame []byte, outbound bool, reason string) {
-			if reason != stack.DropLoss || !outbound {
-				t.Errorf("drop hook: reason %q outbound %v", reason, outbound)
+		remove := p.ea.AddDropHook(func(frame []byte, dir wire.Direction, reason wire.DropReason) {
+			if reason != wire.DropLoss || dir != wire.Outbound {
+				t.Errorf("drop hook: reason %v, direction %v; want loss, outbound", reason, dir)
 			}
 			hooked++
 		})
@@ -104,7 +105,7 @@ func TestImpairLossIsSeeded(t *testing.T) {
 	got1, c1, hooked := run(7)
 	got2, _, _ := run(7)
 	got3, _, _ := run(8)
-	lost := c1.Drops[stack.DropLoss]
+	lost := c1.Drops[wire.DropLoss]
 	if uint64(len(got1))+lost != 500 || c1.TxFrames != uint64(len(got1)) || hooked != int(lost) {
 		t.Fatalf("received %d, Tx %d, lost %d, hooked %d: want received+lost = 500", len(got1), c1.TxFrames, lost, hooked)
 	}
@@ -266,7 +267,7 @@ func TestImpairRateAndQueue(t *testing.T) {
 				t.Errorf("frame %d left after %v, want %v", i, d, want)
 			}
 		}
-		if c := p.ea.Counters(); c.Drops[stack.DropQueueFull] != 3 || c.TxFrames != 5 {
+		if c := p.ea.Counters(); c.Drops[wire.DropQueueFull] != 3 || c.TxFrames != 5 {
 			t.Errorf("counters %+v, want 5 sent and 3 queue-full", c)
 		}
 		// A burst lets frames go at once after an idle time.
@@ -294,7 +295,7 @@ func TestImpairBurstLoss(t *testing.T) {
 	p.sendSeq(t, 2000, 10)
 	got := drainSeq(p.cb)
 	lost := 2000 - len(got)
-	if c := p.ea.Counters(); c.Drops[stack.DropLoss] != uint64(lost) || lost == 0 {
+	if c := p.ea.Counters(); c.Drops[wire.DropLoss] != uint64(lost) || lost == 0 {
 		t.Fatalf("lost %d, counted %v", lost, c.Drops)
 	}
 	// Mean burst 1/R = 5 frames: count runs of lost frames.
@@ -321,12 +322,12 @@ func TestImpairHeldFramesOnDownAndClose(t *testing.T) {
 		p.ea.SetLinkUp(false)
 		time.Sleep(100 * time.Millisecond)
 		p.ea.SetLinkUp(true)
-		if c := p.ea.Counters(); c.Drops[stack.DropLinkDown] != 3 || c.TxFrames != 0 {
+		if c := p.ea.Counters(); c.Drops[wire.DropLinkDown] != 3 || c.TxFrames != 0 {
 			t.Errorf("after down: %+v", c)
 		}
 		p.sendSeq(t, 4, 10)
 		p.a.Close()
-		if c := p.ea.Counters(); c.Drops[stack.DropDetached] != 4 {
+		if c := p.ea.Counters(); c.Drops[wire.DropDetached] != 4 {
 			t.Errorf("after close: %+v", c)
 		}
 	})
@@ -415,7 +416,7 @@ func TestImpairSwitchPorts(t *testing.T) {
 		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("10.0.0.2:9000"))
 		synctest.Wait()
 		ports[1].Remove()
-		if c := ports[1].Counters(); c.Drops[stack.DropDetached] != 1 {
+		if c := ports[1].Counters(); c.Drops[wire.DropDetached] != 1 {
 			t.Errorf("removed port: %+v", c)
 		}
 	})
@@ -438,8 +439,8 @@ func TestImpairedLink(t *testing.T) {
 		}
 		ca := listen(t, hosts[0], "udp4", "0.0.0.0:9000")
 		cb := listen(t, hosts[1], "udp4", "0.0.0.0:9000")
-		var reasons []string
-		wrapped.AddDropHook(func(_ []byte, _ bool, reason string) { reasons = append(reasons, reason) })
+		var reasons []wire.DropReason
+		wrapped.AddDropHook(func(_ []byte, _ wire.Direction, reason wire.DropReason) { reasons = append(reasons, reason) })
 		if err := wrapped.SetImpairments(stack.BothDirections, stack.Impairments{Delay: 15 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
@@ -458,7 +459,7 @@ func TestImpairedLink(t *testing.T) {
 		}
 		wrapped.SetImpairments(stack.FromHost, stack.Impairments{})
 		ca.WriteToUDPAddrPort(make([]byte, 200), toB)
-		if !slices.Equal(reasons, []string{stack.DropLoss, stack.DropMTU}) || wrapped.Counters().Drops[stack.DropLoss] != 1 {
+		if !slices.Equal(reasons, []wire.DropReason{wire.DropLoss, wire.DropMTU}) || wrapped.Counters().Drops[wire.DropLoss] != 1 {
 			t.Errorf("drops reported %v, counted %v", reasons, wrapped.Counters().Drops)
 		}
 	})

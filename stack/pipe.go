@@ -4,6 +4,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // PipeOptions configure a Pipe. The zero value is a 1500-MTU pipe named
@@ -21,7 +23,7 @@ type PipeOptions struct {
 // NewPipe returns the two ends of a point-to-point IP link (no Ethernet
 // header, no ARP: like a TUN device or a PPP link). Packets are delivered
 // synchronously to the other end; packets larger than the MTU are dropped
-// and counted (DropMTU), whatever MTU the sending NIC has. Each end can
+// and counted (wire.DropMTU), whatever MTU the sending NIC has. Each end can
 // impair what goes through it (PipeEnd.SetImpairments); one scheduler
 // delivers the delayed packets of both ends.
 func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
@@ -66,7 +68,7 @@ func (e *PipeEnd) Peer() *PipeEnd { return e.peer }
 func (e *PipeEnd) Counters() LinkCounters { return e.counters() }
 
 // SetLinkUp brings this end up or down. A down end drops (and counts, as
-// DropLinkDown) every packet in both directions.
+// wire.DropLinkDown) every packet in both directions.
 func (e *PipeEnd) SetLinkUp(up bool) { e.down.Store(!up) }
 
 // SetImpairments puts im in force for the packets going through this end in
@@ -101,10 +103,10 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		size := pkt.Size()
 		switch {
 		case e.down.Load():
-			e.drop(pkt, true, DropLinkDown)
+			e.drop(pkt, wire.Outbound, wire.DropLinkDown)
 			continue
 		case size > int(e.mtu.Load()):
-			e.drop(pkt, true, DropMTU)
+			e.drop(pkt, wire.Outbound, wire.DropMTU)
 			continue
 		}
 		if d := e.impair[dirFromHost].Load(); d != nil {
@@ -122,7 +124,7 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // the peer.
 func (e *PipeEnd) deliverFromHost(f *heldFrame) {
 	if e.down.Load() {
-		e.dropHeld(f, true, DropLinkDown)
+		e.dropHeld(f, wire.Outbound, wire.DropLinkDown)
 		return
 	}
 	e.txFrames.Add(1)
@@ -137,12 +139,12 @@ func (e *PipeEnd) deliverFromHost(f *heldFrame) {
 // attached NIC.
 func (e *PipeEnd) deliverToHost(f *heldFrame) {
 	if e.down.Load() {
-		e.dropHeld(f, false, DropLinkDown)
+		e.dropHeld(f, wire.Inbound, wire.DropLinkDown)
 		return
 	}
 	d := e.getDispatcher()
 	if d == nil {
-		e.dropHeld(f, false, DropDetached)
+		e.dropHeld(f, wire.Inbound, wire.DropDetached)
 		return
 	}
 	e.rxFrames.Add(1)
@@ -155,15 +157,15 @@ func (e *PipeEnd) deliverToHost(f *heldFrame) {
 func (e *PipeEnd) receive(pkt *stack.PacketBuffer, size int) {
 	switch {
 	case e.down.Load():
-		e.drop(pkt, false, DropLinkDown)
+		e.drop(pkt, wire.Inbound, wire.DropLinkDown)
 		return
 	case size > int(e.mtu.Load()):
-		e.drop(pkt, false, DropMTU)
+		e.drop(pkt, wire.Inbound, wire.DropMTU)
 		return
 	}
 	d := e.getDispatcher()
 	if d == nil {
-		e.drop(pkt, false, DropDetached)
+		e.drop(pkt, wire.Inbound, wire.DropDetached)
 		return
 	}
 	if imp := e.impair[dirToHost].Load(); imp != nil {
@@ -214,7 +216,7 @@ func (e *PipeEnd) AddHeader(*stack.PacketBuffer) {}
 func (e *PipeEnd) ParseHeader(*stack.PacketBuffer) bool { return true }
 
 // Close implements stack.LinkEndpoint. Packets this end's impairments
-// still hold are dropped as DropDetached.
+// still hold are dropped as wire.DropDetached.
 func (e *PipeEnd) Close() {
 	e.runOnClose()
 	e.purgeImpairments()

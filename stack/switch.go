@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // DefaultMTU is the MTU of a Switch port or Pipe whose options leave it 0.
@@ -54,7 +56,7 @@ type SwitchOptions struct {
 // on the goroutine of the host that sent it, with no queue in between, so
 // nothing can overflow. Each port enforces its MTU on the frames that enter
 // and leave the switch through it; a frame too big for a port is dropped
-// and counted (DropMTU), whatever MTU the sending NIC has.
+// and counted (wire.DropMTU), whatever MTU the sending NIC has.
 //
 // Each port can impair the frames that go through it, in each direction
 // (Port.SetImpairments). Frames an impairment delays are delivered by one
@@ -202,11 +204,11 @@ func (sw *Switch) lookup(dst mac) *Port {
 func (sw *Switch) ingress(in *Port, pkt *stack.PacketBuffer) {
 	size := pkt.Size()
 	if len(pkt.LinkHeader().Slice()) < header.EthernetMinimumSize {
-		in.drop(pkt, true, DropMalformed)
+		in.drop(pkt, wire.Outbound, wire.DropMalformed)
 		return
 	}
 	if size-header.EthernetMinimumSize > int(in.mtu.Load()) {
-		in.drop(pkt, true, DropMTU)
+		in.drop(pkt, wire.Outbound, wire.DropMTU)
 		return
 	}
 	if d := in.impair[dirFromHost].Load(); d != nil {
@@ -261,7 +263,7 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 		out.receive(pkt, size, proto, typ)
 	}
 	if !flooded {
-		in.drop(pkt, true, DropNoDestination)
+		in.drop(pkt, wire.Outbound, wire.DropNoDestination)
 	}
 }
 
@@ -298,7 +300,7 @@ func (p *Port) Switch() *Switch { return p.sw }
 func (p *Port) Counters() LinkCounters { return p.counters() }
 
 // SetLinkUp brings the port up or down. A down port drops (and counts, as
-// DropLinkDown) every frame in both directions.
+// wire.DropLinkDown) every frame in both directions.
 func (p *Port) SetLinkUp(up bool) { p.down.Store(!up) }
 
 // SetImpairments puts im in force for the frames going through the port in
@@ -330,7 +332,8 @@ func (p *Port) SetPortMTU(mtu int) error {
 func (p *Port) PortMTU() int { return int(p.mtu.Load()) }
 
 // Remove takes the port out of its switch; frames written to it afterwards
-// are dropped as DropDetached. Removing the NIC from its host does the same.
+// are dropped as wire.DropDetached. Removing the NIC from its host does
+// the same.
 func (p *Port) Remove() {
 	if p.closed.CompareAndSwap(false, true) {
 		p.sw.removePort(p)
@@ -342,15 +345,15 @@ func (p *Port) Remove() {
 func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkProtocolNumber, typ tcpip.PacketType) {
 	switch {
 	case p.down.Load():
-		p.drop(pkt, false, DropLinkDown)
+		p.drop(pkt, wire.Inbound, wire.DropLinkDown)
 		return
 	case size-header.EthernetMinimumSize > int(p.mtu.Load()):
-		p.drop(pkt, false, DropMTU)
+		p.drop(pkt, wire.Inbound, wire.DropMTU)
 		return
 	}
 	d := p.getDispatcher()
 	if d == nil {
-		p.drop(pkt, false, DropDetached)
+		p.drop(pkt, wire.Inbound, wire.DropDetached)
 		return
 	}
 	if typ == tcpip.PacketOtherHost {
@@ -375,10 +378,10 @@ func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkPro
 func (p *Port) deliverFromHost(f *heldFrame) {
 	switch {
 	case p.down.Load():
-		p.dropHeld(f, true, DropLinkDown)
+		p.dropHeld(f, wire.Outbound, wire.DropLinkDown)
 		return
 	case p.closed.Load():
-		p.dropHeld(f, true, DropDetached)
+		p.dropHeld(f, wire.Outbound, wire.DropDetached)
 		return
 	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
@@ -391,12 +394,12 @@ func (p *Port) deliverFromHost(f *heldFrame) {
 // attached NIC.
 func (p *Port) deliverToHost(f *heldFrame) {
 	if p.down.Load() {
-		p.dropHeld(f, false, DropLinkDown)
+		p.dropHeld(f, wire.Inbound, wire.DropLinkDown)
 		return
 	}
 	d := p.getDispatcher()
 	if d == nil {
-		p.dropHeld(f, false, DropDetached)
+		p.dropHeld(f, wire.Inbound, wire.DropDetached)
 		return
 	}
 	p.rxFrames.Add(1)
@@ -413,9 +416,9 @@ func (p *Port) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	for _, pkt := range pkts.AsSlice() {
 		switch {
 		case p.down.Load():
-			p.drop(pkt, true, DropLinkDown)
+			p.drop(pkt, wire.Outbound, wire.DropLinkDown)
 		case p.closed.Load():
-			p.drop(pkt, true, DropDetached)
+			p.drop(pkt, wire.Outbound, wire.DropDetached)
 		default:
 			p.sw.ingress(p, pkt)
 		}
