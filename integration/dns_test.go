@@ -112,7 +112,7 @@ func TestDNSOverVirtualLAN(t *testing.T) {
 		}
 
 		// All queries lost: the client times out, and the capture says why.
-		l.ports[1].SetImpairments(stack.FromHost, stack.Impairments{Loss: 1})
+		l.ports[1].SetImpairments(wire.Outbound, stack.Impairments{Loss: 1})
 		if _, _, err := ask("printer.lan."); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("exchange over a dead link = %v, want a timeout", err)
 		}

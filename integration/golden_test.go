@@ -172,11 +172,11 @@ func impairedScenario(t *testing.T) ([]byte, *capture.Summary) {
 		Loss: 0.1, Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Distribution: stack.Normal,
 		Duplicate: 0.05, Corrupt: 0.05, Reorder: 0.1, Seed: 42,
 	}))
-	must(b.port.SetImpairments(stack.ToHost, stack.Impairments{
+	must(b.port.SetImpairments(wire.Inbound, stack.Impairments{
 		Rate: 190_000, QueueLimit: 3,
 		BurstLoss: &stack.GilbertElliott{P: 0.05, R: 0.4}, Seed: 42,
 	}))
-	must(c.port.SetImpairments(stack.FromHost, stack.Impairments{
+	must(c.port.SetImpairments(wire.Outbound, stack.Impairments{
 		Delay: 7 * time.Millisecond, Jitter: 3 * time.Millisecond, Distribution: stack.Pareto, Seed: 42,
 	}))
 
@@ -198,7 +198,7 @@ func impairedScenario(t *testing.T) ([]byte, *capture.Summary) {
 		case 23:
 			c.port.SetLinkUp(true)
 		case 40:
-			must(a.port.SetImpairments(stack.FromHost, stack.Impairments{Delay: 3 * time.Millisecond, Jitter: time.Millisecond, Seed: 42}))
+			must(a.port.SetImpairments(wire.Outbound, stack.Impairments{Delay: 3 * time.Millisecond, Jitter: time.Millisecond, Seed: 42}))
 		}
 		// b and c echo at different instants: their echoes start gVisor
 		// timers (neighbour probes 5s later) that must not fire together.

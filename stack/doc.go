@@ -32,10 +32,10 @@
 // # Impairments
 //
 // Every Port and PipeEnd can impair the frames going through it, in each
-// direction (FromHost, ToHost), while traffic flows: Port.SetImpairments
-// and PipeEnd.SetImpairments take an Impairments (loss, bursty loss,
-// delay and jitter, duplication, corruption, reordering, a rate limit, a
-// bounded queue), and NewImpairedLink does the same for any other link
+// direction (wire.Outbound, wire.Inbound, or BothDirections), while traffic
+// flows: Port.SetImpairments and PipeEnd.SetImpairments take an
+// Impairments (loss, bursty loss, delay and jitter, duplication,
+// corruption, reordering, a rate limit, a bounded queue), and NewImpairedLink does the same for any other link
 // endpoint, a TUN device say. Every random choice comes from
 // Impairments.Seed, so a seed loses the same frames on every run. Frames
 // the impairments drop are counted (wire.DropLoss, wire.DropQueueFull) and

@@ -30,10 +30,10 @@ const (
 // it on the scheduler's.
 type impairDir struct {
 	end     *linkEnd
-	name    string    // the link end's name, part of the seed
-	which   Direction // FromHost or ToHost
-	idx     int       // dirFromHost or dirToHost
-	hdrLen  int       // link header bytes that corruption leaves alone
+	name    string         // the link end's name, part of the seed
+	dir     wire.Direction // wire.Outbound or wire.Inbound
+	idx     int            // outIdx or inIdx
+	hdrLen  int            // link header bytes that corruption leaves alone
 	sched   *scheduler
 	deliver func(f *heldFrame) // moves a frame on; owns f.buf; no lock held
 
@@ -49,21 +49,16 @@ type impairDir struct {
 	pending  int       // frames held by the scheduler
 }
 
-// initImpair makes the end's two impairment directions. deliverFrom and
-// deliverTo move a frame on once its impairments let it go: into the link
-// (FromHost) or to the host (ToHost).
-func (l *linkEnd) initImpair(name string, hdrLen int, sched *scheduler, deliverFrom, deliverTo func(*heldFrame)) {
-	for i, which := range []Direction{FromHost, ToHost} {
-		deliver := deliverFrom
-		if which == ToHost {
-			deliver = deliverTo
-		}
-		l.dirs[i] = &impairDir{end: l, name: name, which: which, idx: i, hdrLen: hdrLen, sched: sched, deliver: deliver}
-	}
+// initImpair makes the end's two impairment directions. deliverOut and
+// deliverIn move a frame on once its impairments let it go: into the link
+// (wire.Outbound) or to the host (wire.Inbound).
+func (l *linkEnd) initImpair(name string, hdrLen int, sched *scheduler, deliverOut, deliverIn func(*heldFrame)) {
+	l.dirs[outIdx] = &impairDir{end: l, name: name, dir: wire.Outbound, idx: outIdx, hdrLen: hdrLen, sched: sched, deliver: deliverOut}
+	l.dirs[inIdx] = &impairDir{end: l, name: name, dir: wire.Inbound, idx: inIdx, hdrLen: hdrLen, sched: sched, deliver: deliverIn}
 }
 
 // setImpairments validates im and puts it in force for dir.
-func (l *linkEnd) setImpairments(dir Direction, im Impairments) error {
+func (l *linkEnd) setImpairments(dir wire.Direction, im Impairments) error {
 	if err := validDirection(dir); err != nil {
 		return err
 	}
@@ -74,21 +69,21 @@ func (l *linkEnd) setImpairments(dir Direction, im Impairments) error {
 		ge := *im.BurstLoss // the caller may reuse theirs
 		im.BurstLoss = &ge
 	}
-	for i, which := range []Direction{FromHost, ToHost} {
-		if dir&which != 0 {
-			l.dirs[i].set(im)
+	for _, d := range l.dirs {
+		if dir&d.dir != 0 {
+			d.set(im)
 		}
 	}
 	return nil
 }
 
-// impairments returns the settings in force for one direction.
-func (l *linkEnd) impairments(dir Direction) Impairments {
-	i := dirFromHost
-	if dir == ToHost {
-		i = dirToHost
+// impairments returns the settings in force for one direction (those of
+// wire.Outbound for any value but wire.Inbound).
+func (l *linkEnd) impairments(dir wire.Direction) Impairments {
+	d := l.dirs[outIdx]
+	if dir == wire.Inbound {
+		d = l.dirs[inIdx]
 	}
-	d := l.dirs[i]
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	im := d.cfg
@@ -111,7 +106,7 @@ func (l *linkEnd) purgeImpairments() {
 		d.pending -= len(frames)
 		d.mu.Unlock()
 		for i := range frames {
-			l.dropHeld(&frames[i], wire.Direction(d.which), wire.DropDetached)
+			l.dropHeld(&frames[i], d.dir, wire.DropDetached)
 		}
 	}
 }
@@ -156,14 +151,14 @@ func (d *impairDir) seedFor(seed int64, stream, half int) uint64 {
 	binary.LittleEndian.PutUint64(b[:], uint64(seed))
 	h.Write(b[:])
 	h.Write([]byte(d.name))
-	h.Write([]byte{byte(d.which), byte(stream), byte(half)})
+	h.Write([]byte{byte(d.dir), byte(stream), byte(half)}) // 1 out, 2 in: part of the seed
 	return h.Sum64()
 }
 
 // process applies the impairments to one frame and delivers it now, holds
 // it for later, or drops it. It owns f.buf.
 func (d *impairDir) process(f heldFrame) {
-	dir := wire.Direction(d.which)
+	dir := d.dir
 	var frames [2]heldFrame
 	var held [2]bool
 	var drops [2]wire.DropReason // zero: not dropped

@@ -20,9 +20,10 @@ type ImpairedLinkOptions struct {
 
 // An ImpairedLink wraps any link endpoint (a TUN device, for instance)
 // and impairs what goes through it, as Port.SetImpairments does on a
-// Switch: FromHost is what the host writes, ToHost what the wrapped link
-// delivers. Attach the ImpairedLink to the host in place of the endpoint
-// it wraps. With no impairment in force it adds one atomic load per frame.
+// Switch: wire.Outbound is what the host writes, wire.Inbound what the
+// wrapped link delivers. Attach the ImpairedLink to the host in place of
+// the endpoint it wraps. With no impairment in force it adds one atomic
+// load per frame.
 //
 // It reports the frames it drops (wire.DropLoss, wire.DropQueueFull, and
 // wire.DropDetached for frames still held when it closes) to drop hooks,
@@ -55,7 +56,7 @@ func NewImpairedLink(inner stack.LinkEndpoint, opts ImpairedLinkOptions) *Impair
 	if inner.ARPHardwareType() == header.ARPHardwareEther {
 		hdr = header.EthernetMinimumSize
 	}
-	l.initImpair(opts.Name, hdr, newScheduler(opts.Clock), l.deliverFromHost, l.deliverToHost)
+	l.initImpair(opts.Name, hdr, newScheduler(opts.Clock), l.deliverOutbound, l.deliverInbound)
 	if r, ok := inner.(interface {
 		AddDropHook(wire.DropHook) (remove func())
 	}); ok {
@@ -71,12 +72,12 @@ func (l *ImpairedLink) Unwrap() stack.LinkEndpoint { return l.inner }
 func (l *ImpairedLink) Name() string { return l.name }
 
 // SetImpairments puts im in force in dir; see Port.SetImpairments.
-func (l *ImpairedLink) SetImpairments(dir Direction, im Impairments) error {
+func (l *ImpairedLink) SetImpairments(dir wire.Direction, im Impairments) error {
 	return l.setImpairments(dir, im)
 }
 
 // Impairments returns the impairments in force in one direction.
-func (l *ImpairedLink) Impairments(dir Direction) Impairments { return l.impairments(dir) }
+func (l *ImpairedLink) Impairments(dir wire.Direction) Impairments { return l.impairments(dir) }
 
 // Counters returns what the impairments did: Drops, Corrupted, Duplicated
 // and Reordered (the frame counters stay zero: the wrapped link has its
@@ -96,7 +97,7 @@ func (l *ImpairedLink) AddDropHook(fn wire.DropHook) (remove func()) {
 
 // WritePackets implements stack.LinkWriter.
 func (l *ImpairedLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	d := l.impair[dirFromHost].Load()
+	d := l.impair[outIdx].Load()
 	if d == nil {
 		return l.Endpoint.WritePackets(pkts)
 	}
@@ -108,7 +109,7 @@ func (l *ImpairedLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher.
 func (l *ImpairedLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
-	d := l.impair[dirToHost].Load()
+	d := l.impair[inIdx].Load()
 	if d == nil {
 		l.Endpoint.DeliverNetworkPacket(proto, pkt)
 		return
@@ -116,10 +117,10 @@ func (l *ImpairedLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, p
 	d.process(heldFrame{buf: pkt.ToBuffer(), size: pkt.Size(), proto: proto, typ: pkt.PktType})
 }
 
-func (l *ImpairedLink) deliverFromHost(f *heldFrame) {
+func (l *ImpairedLink) deliverOutbound(f *heldFrame) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
 	defer pkt.DecRef()
-	if hdr := l.dirs[dirFromHost].hdrLen; hdr > 0 {
+	if hdr := l.dirs[outIdx].hdrLen; hdr > 0 {
 		pkt.LinkHeader().Consume(hdr)
 	}
 	pkt.NetworkProtocolNumber = f.proto
@@ -132,10 +133,10 @@ func (l *ImpairedLink) deliverFromHost(f *heldFrame) {
 	}
 }
 
-func (l *ImpairedLink) deliverToHost(f *heldFrame) {
+func (l *ImpairedLink) deliverInbound(f *heldFrame) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
 	defer pkt.DecRef()
-	if hdr := l.dirs[dirToHost].hdrLen; hdr > 0 {
+	if hdr := l.dirs[inIdx].hdrLen; hdr > 0 {
 		pkt.LinkHeader().Consume(hdr)
 	}
 	pkt.PktType = f.typ

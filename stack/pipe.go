@@ -43,7 +43,7 @@ func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
 	for _, e := range []*PipeEnd{a, b} {
 		e.mtu.Store(uint32(opts.MTU))
 		e.nicMTU.Store(uint32(opts.MTU))
-		e.initImpair(e.name, 0, sched, e.deliverFromHost, e.deliverToHost)
+		e.initImpair(e.name, 0, sched, e.deliverOutbound, e.deliverInbound)
 	}
 	return a, b, nil
 }
@@ -72,19 +72,19 @@ func (e *PipeEnd) Counters() LinkCounters { return e.counters() }
 func (e *PipeEnd) SetLinkUp(up bool) { e.down.Store(!up) }
 
 // SetImpairments puts im in force for the packets going through this end in
-// dir (FromHost: sent by the attached host; ToHost: delivered to it;
-// BothDirections: each with the same settings). It may be called at any
+// dir (wire.Outbound: sent by the attached host; wire.Inbound: delivered to
+// it; BothDirections: each with the same settings). It may be called at any
 // time, from any goroutine, also while traffic flows: packets already
 // delayed keep their schedule. The zero Impairments remove every
 // impairment. A bad setting is an error wrapping ErrInvalidImpairments,
 // and changes nothing.
-func (e *PipeEnd) SetImpairments(dir Direction, im Impairments) error {
+func (e *PipeEnd) SetImpairments(dir wire.Direction, im Impairments) error {
 	return e.setImpairments(dir, im)
 }
 
-// Impairments returns the impairments in force in one direction (FromHost
-// or ToHost).
-func (e *PipeEnd) Impairments(dir Direction) Impairments { return e.impairments(dir) }
+// Impairments returns the impairments in force in one direction
+// (wire.Outbound or wire.Inbound).
+func (e *PipeEnd) Impairments(dir wire.Direction) Impairments { return e.impairments(dir) }
 
 // SetLinkMTU changes the MTU this end enforces on packets it sends and
 // receives (not the NIC's MTU). An MTU out of [68, 65535] is an error and
@@ -109,7 +109,7 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			e.drop(pkt, wire.Outbound, wire.DropMTU)
 			continue
 		}
-		if d := e.impair[dirFromHost].Load(); d != nil {
+		if d := e.impair[outIdx].Load(); d != nil {
 			d.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: pkt.NetworkProtocolNumber})
 			continue
 		}
@@ -120,9 +120,9 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	return pkts.Len(), nil
 }
 
-// deliverFromHost moves a packet this end's FromHost impairments let go to
+// deliverOutbound moves a packet this end's outbound impairments let go to
 // the peer.
-func (e *PipeEnd) deliverFromHost(f *heldFrame) {
+func (e *PipeEnd) deliverOutbound(f *heldFrame) {
 	if e.down.Load() {
 		e.dropHeld(f, wire.Outbound, wire.DropLinkDown)
 		return
@@ -135,9 +135,9 @@ func (e *PipeEnd) deliverFromHost(f *heldFrame) {
 	pkt.DecRef()
 }
 
-// deliverToHost moves a packet this end's ToHost impairments let go to the
-// attached NIC.
-func (e *PipeEnd) deliverToHost(f *heldFrame) {
+// deliverInbound moves a packet this end's inbound impairments let go to
+// the attached NIC.
+func (e *PipeEnd) deliverInbound(f *heldFrame) {
 	if e.down.Load() {
 		e.dropHeld(f, wire.Inbound, wire.DropLinkDown)
 		return
@@ -168,7 +168,7 @@ func (e *PipeEnd) receive(pkt *stack.PacketBuffer, size int) {
 		e.drop(pkt, wire.Inbound, wire.DropDetached)
 		return
 	}
-	if imp := e.impair[dirToHost].Load(); imp != nil {
+	if imp := e.impair[inIdx].Load(); imp != nil {
 		imp.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: pkt.NetworkProtocolNumber})
 		return
 	}

@@ -149,7 +149,7 @@ func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
 	p := &Port{sw: sw, num: num, name: fmt.Sprintf("%s/port%d", sw.name, num), mac: addr, key: mac([]byte(addr))}
 	p.mtu.Store(uint32(opts.MTU))
 	p.nicMTU.Store(uint32(opts.NICMTU))
-	p.initImpair(p.name, header.EthernetMinimumSize, sw.sched, p.deliverFromHost, p.deliverToHost)
+	p.initImpair(p.name, header.EthernetMinimumSize, sw.sched, p.deliverOutbound, p.deliverInbound)
 	next := append(append([]*Port(nil), *sw.ports.Load()...), p)
 	sw.ports.Store(&next)
 	return p, nil
@@ -211,7 +211,7 @@ func (sw *Switch) ingress(in *Port, pkt *stack.PacketBuffer) {
 		in.drop(pkt, wire.Outbound, wire.DropMTU)
 		return
 	}
-	if d := in.impair[dirFromHost].Load(); d != nil {
+	if d := in.impair[outIdx].Load(); d != nil {
 		d.process(heldFrame{buf: pkt.ToBuffer(), size: size})
 		return
 	}
@@ -304,19 +304,20 @@ func (p *Port) Counters() LinkCounters { return p.counters() }
 func (p *Port) SetLinkUp(up bool) { p.down.Store(!up) }
 
 // SetImpairments puts im in force for the frames going through the port in
-// dir (FromHost: from the attached host into the switch; ToHost: from the
-// switch to the host; BothDirections: each with the same settings). It may
+// dir (wire.Outbound: from the attached host into the switch; wire.Inbound:
+// from the switch to the host; BothDirections: each with the same
+// settings). It may
 // be called at any time, from any goroutine, also while traffic flows:
 // frames already delayed keep their schedule. The zero Impairments remove
 // every impairment. A bad setting is an error wrapping
 // ErrInvalidImpairments, and changes nothing.
-func (p *Port) SetImpairments(dir Direction, im Impairments) error {
+func (p *Port) SetImpairments(dir wire.Direction, im Impairments) error {
 	return p.setImpairments(dir, im)
 }
 
-// Impairments returns the impairments in force in one direction (FromHost
-// or ToHost).
-func (p *Port) Impairments(dir Direction) Impairments { return p.impairments(dir) }
+// Impairments returns the impairments in force in one direction
+// (wire.Outbound or wire.Inbound).
+func (p *Port) Impairments(dir wire.Direction) Impairments { return p.impairments(dir) }
 
 // SetPortMTU changes the MTU the port enforces (not the NIC's MTU). An MTU
 // out of [68, 65535] is an error and changes nothing.
@@ -360,7 +361,7 @@ func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkPro
 		p.filtered.Add(1)
 		return
 	}
-	if imp := p.impair[dirToHost].Load(); imp != nil {
+	if imp := p.impair[inIdx].Load(); imp != nil {
 		imp.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: proto, typ: typ})
 		return
 	}
@@ -373,9 +374,9 @@ func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkPro
 	in.DecRef()
 }
 
-// deliverFromHost moves a frame the port's FromHost impairments let go
+// deliverOutbound moves a frame the port's outbound impairments let go
 // into the switch.
-func (p *Port) deliverFromHost(f *heldFrame) {
+func (p *Port) deliverOutbound(f *heldFrame) {
 	switch {
 	case p.down.Load():
 		p.dropHeld(f, wire.Outbound, wire.DropLinkDown)
@@ -390,9 +391,9 @@ func (p *Port) deliverFromHost(f *heldFrame) {
 	pkt.DecRef()
 }
 
-// deliverToHost moves a frame the port's ToHost impairments let go to the
-// attached NIC.
-func (p *Port) deliverToHost(f *heldFrame) {
+// deliverInbound moves a frame the port's inbound impairments let go to
+// the attached NIC.
+func (p *Port) deliverInbound(f *heldFrame) {
 	if p.down.Load() {
 		p.dropHeld(f, wire.Inbound, wire.DropLinkDown)
 		return

@@ -188,7 +188,7 @@ func (th *tunHost) describe(w io.Writer, c tunConfig) {
 	}
 	fmt.Fprintln(w)
 	if th.impaired != nil {
-		fmt.Fprintf(w, "impairments on %s, both ways: %v\n", th.dev.Name(), th.impaired.Impairments(stack.FromHost))
+		fmt.Fprintf(w, "impairments on %s, both ways: %v\n", th.dev.Name(), th.impaired.Impairments(wire.Outbound))
 	}
 }
 
@@ -205,7 +205,7 @@ func (th *tunHost) printCounters(w io.Writer, s dgram.SocketStats) {
 	if th.impaired != nil {
 		ic := th.impaired.Counters()
 		fmt.Fprintf(w, "impairments on %s (%v): dropped %d%s, duplicated %d, reordered %d, corrupted %d\n",
-			th.dev.Name(), th.impaired.Impairments(stack.FromHost), ic.Dropped(), dropList(ic.Drops), ic.Duplicated, ic.Reordered, ic.Corrupted)
+			th.dev.Name(), th.impaired.Impairments(wire.Outbound), ic.Dropped(), dropList(ic.Drops), ic.Duplicated, ic.Reordered, ic.Corrupted)
 	}
 	c := th.dev.Counters()
 	fmt.Fprintf(w, "device %s: tx %d frames (%d bytes), rx %d frames (%d bytes), dropped %d%s",
