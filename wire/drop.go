@@ -95,9 +95,9 @@ const (
 	DropBadLength
 
 	// DropUnknown: the reporter gave no reason (the zero DropReason) or
-	// one outside this enumeration. No link in this module reports it: a
-	// capture tap records it for such a drop, and link counters count
-	// such a drop under it, so that the drop is not lost.
+	// one outside this enumeration. No link in this module reports it;
+	// a capture tap records such a drop under it, and stack's links count
+	// one under it, so that the drop is not lost.
 	DropUnknown
 
 	dropReasonEnd // keep last: new reasons go just before it
