@@ -9,6 +9,8 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"gvisor.dev/gvisor/pkg/tcpip"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // BenchmarkPcapngWriter measures PcapngWriter.Record into io.Discard.
@@ -16,7 +18,7 @@ func BenchmarkPcapngWriter(b *testing.B) {
 	for _, size := range []int{64, 1400} {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			w := NewPcapngWriter(io.Discard)
-			f := Frame{Link: "h1/eth0", LinkType: layers.LinkTypeEthernet, Dir: Outbound,
+			f := Frame{Link: "h1/eth0", LinkType: layers.LinkTypeEthernet, Dir: wire.Outbound,
 				Time: epoch, Data: make([]byte, size), Len: size}
 			b.SetBytes(int64(size))
 			b.ReportAllocs()

@@ -1,6 +1,10 @@
 package capture
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/dgramlab/dgramlab/wire"
+)
 
 // DropCommentPrefix starts the pcapng comment of every dropped frame.
 const DropCommentPrefix = "dgramlab: dropped: "
@@ -10,16 +14,19 @@ const DropCommentPrefix = "dgramlab: dropped: "
 //	dgramlab: dropped: <reason> (link <link>, <direction>)
 //
 // for example "dgramlab: dropped: mtu (link sw0/port2, outbound)". The
-// reason is one word: spaces, parentheses and commas in it become '-', and
-// an empty reason becomes "unknown". The direction is "outbound" or
-// "inbound". The link name is written as is. ParseDropComment reverses it.
-func DropComment(reason, link string, dir Direction) string {
-	return DropCommentPrefix + cleanReason(reason) + " (link " + link + ", " + dirWord(dir) + ")"
+// reason is its word (reason.String()); the zero reason and one outside the
+// enumeration are written as wire.DropUnknown's, "unknown". The direction
+// is "outbound" or "inbound", or "unknown" for any other value. The link
+// name is written as is. ParseDropComment reverses it.
+func DropComment(reason wire.DropReason, link string, dir wire.Direction) string {
+	return DropCommentPrefix + knownReason(reason).String() + " (link " + link + ", " + dirWord(dir) + ")"
 }
 
 // ParseDropComment parses a comment written by DropComment. ok is false for
-// any other comment.
-func ParseDropComment(comment string) (reason, link string, dir Direction, ok bool) {
+// any other comment. reason is the word as written: a file may hold a word
+// this version does not know, so it stays a string; ParseDropReason turns a
+// known one into a wire.DropReason.
+func ParseDropComment(comment string) (reason, link string, dir wire.Direction, ok bool) {
 	rest, found := strings.CutPrefix(comment, DropCommentPrefix)
 	if !found {
 		return "", "", 0, false
@@ -36,9 +43,9 @@ func ParseDropComment(comment string) (reason, link string, dir Direction, ok bo
 	link = rest[:sep]
 	switch rest[sep+2:] {
 	case "outbound":
-		dir = Outbound
+		dir = wire.Outbound
 	case "inbound":
-		dir = Inbound
+		dir = wire.Inbound
 	case "unknown":
 		dir = 0
 	default:
@@ -47,27 +54,21 @@ func ParseDropComment(comment string) (reason, link string, dir Direction, ok bo
 	return reason, link, dir, true
 }
 
-func dirWord(d Direction) string {
-	switch d {
-	case Outbound:
-		return "outbound"
-	case Inbound:
-		return "inbound"
-	}
-	return "unknown"
-}
-
-// cleanReason makes reason a single word that cannot confuse
-// ParseDropComment.
-func cleanReason(reason string) string {
-	if reason == "" {
+// dirWord is the direction in a drop comment: anything but Outbound and
+// Inbound is "unknown", as ParseDropComment reads it.
+func dirWord(d wire.Direction) string {
+	if d != wire.Outbound && d != wire.Inbound {
 		return "unknown"
 	}
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '\t', '\n', '\r', '(', ')', ',':
-			return '-'
-		}
-		return r
-	}, reason)
+	return d.String()
+}
+
+// knownReason returns reason, or wire.DropUnknown for the zero reason and
+// one outside the enumeration, so that a drop stays a drop and its comment
+// keeps one word.
+func knownReason(reason wire.DropReason) wire.DropReason {
+	if reason == 0 || reason > wire.MaxDropReason {
+		return wire.DropUnknown
+	}
+	return reason
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // TimeFormat is the layout of the time at the start of Frame.String.
@@ -27,7 +29,7 @@ func (f Frame) String() string {
 	} else {
 		b.WriteString(f.Time.UTC().Format(TimeFormat))
 	}
-	fmt.Fprintf(&b, " %s %s len=%d", f.Link, f.Dir, f.Len)
+	fmt.Fprintf(&b, " %s %s len=%d", f.Link, shortDir(f.Dir), f.Len)
 	if f.Len != len(f.Data) {
 		fmt.Fprintf(&b, " caplen=%d", len(f.Data))
 	}
@@ -54,10 +56,22 @@ func (f Frame) String() string {
 	if i.Err != nil {
 		fmt.Fprintf(&b, " [%v]", i.Err)
 	}
-	if f.Drop != "" {
+	if f.Drop != 0 {
 		fmt.Fprintf(&b, " DROPPED %s", f.Drop)
 	}
 	return b.String()
+}
+
+// shortDir is the direction in Frame.String, shortened to keep the line
+// short: "out" (wire.Outbound), "in" (wire.Inbound), or "?".
+func shortDir(d wire.Direction) string {
+	switch d {
+	case wire.Outbound:
+		return "out"
+	case wire.Inbound:
+		return "in"
+	}
+	return "?"
 }
 
 // protoName returns a short lower-case name for an IP protocol.

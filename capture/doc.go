@@ -33,12 +33,13 @@
 //
 // Then, in a test:
 //
-//	f, err := rec.Wait(ctx, capture.All(capture.Dir(capture.Outbound), capture.DstPort(53)))
+//	f, err := rec.Wait(ctx, capture.All(capture.Dir(wire.Outbound), capture.DstPort(53)))
 //
 // A Tap holds no lock while frames pass and never changes them. Sinks are
 // called on the goroutine that moves the frame, so they must be quick and
 // safe for concurrent use; the sinks in this package are.
 //
-// capture depends only on gVisor, gopacket (layers and pcapgo) and the
-// standard library.
+// capture depends only on gVisor, gopacket (layers and pcapgo), package
+// wire (directions and drop reasons, shared with the links that report
+// drops) and the standard library.
 package capture

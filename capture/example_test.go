@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/capture"
+	"github.com/dgramlab/dgramlab/wire"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/link/channel"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
@@ -59,7 +60,7 @@ func Example() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	f, werr := rec.Wait(ctx, capture.All(capture.Dir(capture.Outbound), capture.DstPort(9000)))
+	f, werr := rec.Wait(ctx, capture.All(capture.Dir(wire.Outbound), capture.DstPort(9000)))
 	if werr != nil {
 		log.Fatal(werr)
 	}
@@ -106,11 +107,14 @@ func ExampleSummarize() {
 }
 
 func ExampleParseDropComment() {
-	c := capture.DropComment("mtu", "sw0/port2", capture.Outbound)
+	c := capture.DropComment(wire.DropMTU, "sw0/port2", wire.Outbound)
 	fmt.Println(c)
-	reason, link, dir, ok := capture.ParseDropComment(c)
-	fmt.Println(reason, link, dir, ok)
+	word, link, dir, ok := capture.ParseDropComment(c)
+	fmt.Println(word, link, dir, ok)
+	reason, known := wire.ParseDropReason(word) // files may hold other words
+	fmt.Println(reason == wire.DropMTU, known)
 	// Output:
 	// dgramlab: dropped: mtu (link sw0/port2, outbound)
-	// mtu sw0/port2 out true
+	// mtu sw0/port2 outbound true
+	// true true
 }

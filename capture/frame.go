@@ -4,32 +4,9 @@ import (
 	"time"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
-
-// Direction says which way a frame was going, seen from the host whose link
-// was tapped.
-type Direction uint8
-
-const (
-	// Outbound is a frame the host was sending (the tap saw it in
-	// WritePackets, or the link dropped it on its way out).
-	Outbound Direction = iota + 1
-	// Inbound is a frame on its way to the host (the tap saw it in
-	// DeliverNetworkPacket, or the link dropped it before delivery).
-	Inbound
-)
-
-// String returns "out", "in", or "?" for the zero Direction.
-func (d Direction) String() string {
-	switch d {
-	case Outbound:
-		return "out"
-	case Inbound:
-		return "in"
-	default:
-		return "?"
-	}
-}
 
 // Frame is one frame seen by a tap, or one frame a link reported dropped.
 //
@@ -43,8 +20,12 @@ type Frame struct {
 	// with the 14-byte Ethernet header) and layers.LinkTypeRaw on L3 links
 	// (Data is an IPv4 or IPv6 packet).
 	LinkType layers.LinkType
-	// Dir is the direction of the frame.
-	Dir Direction
+	// Dir is the direction of the frame, seen from the host whose link
+	// was tapped: wire.Outbound for a frame the host was sending (the tap
+	// saw it in WritePackets, or the link dropped it on its way out),
+	// wire.Inbound for one on its way to the host (the tap saw it in
+	// DeliverNetworkPacket, or the link dropped it before delivery).
+	Dir wire.Direction
 	// Time is when the tap saw the frame, from the tap's clock.
 	Time time.Time
 	// Data holds the frame's bytes, link header included on Ethernet links.
@@ -53,15 +34,15 @@ type Frame struct {
 	// frames recorded by a tap; it can be larger for frames read back from
 	// a capture file with a snap length.
 	Len int
-	// Drop is the reason the link dropped the frame ("mtu", "queue-full",
-	// "link-down", "detached", "loss", ...), or "" for a frame that went
-	// through the tap.
-	Drop string
+	// Drop is the reason the link dropped the frame (wire.DropMTU,
+	// wire.DropQueueFull, ...), or zero for a frame that went through the
+	// tap.
+	Drop wire.DropReason
 }
 
 // Dropped reports whether the frame is a drop report rather than a frame
 // that went through the tap.
-func (f Frame) Dropped() bool { return f.Drop != "" }
+func (f Frame) Dropped() bool { return f.Drop != 0 }
 
 // Sink receives frames from taps.
 //

@@ -8,6 +8,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 var (
@@ -31,7 +33,7 @@ type udpSpec struct {
 }
 
 // frames returns the frames of the datagram, stamped at t0 + i ns.
-func (s udpSpec) frames(t *testing.T, link string, dir Direction, t0 time.Time) []Frame {
+func (s udpSpec) frames(t *testing.T, link string, dir wire.Direction, t0 time.Time) []Frame {
 	t.Helper()
 	lt := layers.LinkTypeRaw
 	if s.ether {
@@ -135,7 +137,7 @@ func arpFrame(t *testing.T, link string, tm time.Time) Frame {
 		t.Fatal(err)
 	}
 	b := buf.Bytes()
-	return Frame{Link: link, LinkType: layers.LinkTypeEthernet, Dir: Outbound, Time: tm, Data: b, Len: len(b)}
+	return Frame{Link: link, LinkType: layers.LinkTypeEthernet, Dir: wire.Outbound, Time: tm, Data: b, Len: len(b)}
 }
 
 // scenario returns a fixed set of frames covering what captures hold: ARP
@@ -149,26 +151,26 @@ func scenario(t *testing.T) []Frame {
 	add := func(more ...Frame) { fs = append(fs, more...) }
 	add(arpFrame(t, "h1/eth0", at(0)))
 	uni := udpSpec{ether: true, src: ip1, dst: ip2, sport: 40000, dport: 9000, payload: 100}
-	add(uni.frames(t, "h1/eth0", Outbound, at(1))...)
-	add(uni.frames(t, "h2/eth0", Inbound, at(2))...)
+	add(uni.frames(t, "h1/eth0", wire.Outbound, at(1))...)
+	add(uni.frames(t, "h2/eth0", wire.Inbound, at(2))...)
 	back := udpSpec{ether: true, srcMAC: mac2, dstMAC: mac1, src: ip2, dst: ip1, sport: 9000, dport: 40000, payload: 100}
-	add(back.frames(t, "h2/eth0", Outbound, at(3))...)
+	add(back.frames(t, "h2/eth0", wire.Outbound, at(3))...)
 	frag := udpSpec{ether: true, src: ip1, dst: ip2, sport: 40000, dport: 9000, payload: 3000, fragSize: 1480, id: 7}
-	add(frag.frames(t, "h1/eth0", Outbound, at(4))...)
+	add(frag.frames(t, "h1/eth0", wire.Outbound, at(4))...)
 	mc := udpSpec{ether: true, dstMAC: mcast, src: ip1, dst: netip.MustParseAddr("224.0.0.251"), sport: 7000, dport: 7000, payload: 20}
-	add(mc.frames(t, "h1/eth0", Outbound, at(5))...)
+	add(mc.frames(t, "h1/eth0", wire.Outbound, at(5))...)
 	bc := udpSpec{ether: true, dstMAC: bcast, src: ip1, dst: netip.MustParseAddr("10.0.0.255"), sport: 6000, dport: 6000, payload: 10}
-	add(bc.frames(t, "h1/eth0", Outbound, at(6))...)
+	add(bc.frames(t, "h1/eth0", wire.Outbound, at(6))...)
 	v6 := udpSpec{src: netip.MustParseAddr("fd00::1"), dst: netip.MustParseAddr("fd00::2"), sport: 1234, dport: 9053, payload: 30}
-	add(v6.frames(t, "tun0", Outbound, at(7))...)
+	add(v6.frames(t, "tun0", wire.Outbound, at(7))...)
 	v6frag := udpSpec{src: netip.MustParseAddr("fd00::1"), dst: netip.MustParseAddr("fd00::2"), sport: 1234, dport: 9053, payload: 2000, fragSize: 1232, id: 99}
-	add(v6frag.frames(t, "tun0", Outbound, at(8))...)
+	add(v6frag.frames(t, "tun0", wire.Outbound, at(8))...)
 	big := udpSpec{ether: true, src: ip1, dst: ip2, sport: 40000, dport: 9000, payload: 1472}
-	drop := big.frames(t, "sw0/port2", Inbound, at(9))[0]
-	drop.Drop = "mtu"
+	drop := big.frames(t, "sw0/port2", wire.Inbound, at(9))[0]
+	drop.Drop = wire.DropMTU
 	add(drop)
-	qf := uni.frames(t, "h1/eth0", Outbound, at(10))[0]
-	qf.Drop = "queue-full"
+	qf := uni.frames(t, "h1/eth0", wire.Outbound, at(10))[0]
+	qf.Drop = wire.DropQueueFull
 	add(qf)
 	return fs
 }

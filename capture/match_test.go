@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func TestMatchers(t *testing.T) {
@@ -17,8 +19,8 @@ func TestMatchers(t *testing.T) {
 	}{
 		{All(), "any frame", len(fs)},
 		{Any(), "no frame", 0},
-		{Dir(Outbound), "outbound", 12},
-		{Dir(Inbound), "inbound", 2},
+		{Dir(wire.Outbound), "outbound", 12},
+		{Dir(wire.Inbound), "inbound", 2},
 		{Link("tun0"), `link "tun0"`, 3},
 		{Broadcast(), "dst mac broadcast", 2},
 		{MulticastMAC(), "dst mac multicast", 1},
@@ -48,11 +50,11 @@ func TestMatchers(t *testing.T) {
 		{All(OnWire(), ReassembledSize(1480)), "on wire and reassembled size 1480", 0},
 		{Any(ReassembledSize(3008), ReassembledSize(2008)), "reassembled size 3008 or reassembled size 2008", 2},
 		{All(LastFragment(), Not(ReassembledSize(3008))), "last fragment and not reassembled size 3008", 1},
-		{Dropped(""), "dropped", 2},
-		{Dropped("mtu"), "dropped (mtu)", 1},
-		{Not(Dropped("")), "not dropped", len(fs) - 2},
+		{Dropped(0), "dropped", 2},
+		{Dropped(wire.DropMTU), "dropped (mtu)", 1},
+		{Not(Dropped(0)), "not dropped", len(fs) - 2},
 		{Any(Link("tun0"), Broadcast()), `link "tun0" or dst mac broadcast`, 5},
-		{All(Not(Any(IPv6(), Dropped(""))), Dir(Outbound)), `not (ipv6 or dropped) and outbound`, 8},
+		{All(Not(Any(IPv6(), Dropped(0))), Dir(wire.Outbound)), `not (ipv6 or dropped) and outbound`, 8},
 		{Func("custom", func(f Frame) bool { return f.Len > 1000 }), "custom", 4},
 	} {
 		t.Run(tc.desc, func(t *testing.T) {
@@ -68,7 +70,7 @@ func TestMatchers(t *testing.T) {
 
 func TestCheckCountListsFrames(t *testing.T) {
 	fs := scenario(t)
-	err := CheckCount(fs, Dropped("mtu"), 2)
+	err := CheckCount(fs, Dropped(wire.DropMTU), 2)
 	if err == nil {
 		t.Fatal("CheckCount = nil, want an error")
 	}
@@ -99,7 +101,7 @@ func TestFrameString(t *testing.T) {
 			t.Errorf("frame %d:\n got %s\nwant %s", i, got, want)
 		}
 	}
-	bad := Frame{Link: "x", LinkType: layers.LinkTypeEthernet, Dir: Inbound, Data: []byte{1, 2, 3}, Len: 3}
+	bad := Frame{Link: "x", LinkType: layers.LinkTypeEthernet, Dir: wire.Inbound, Data: []byte{1, 2, 3}, Len: 3}
 	if got := bad.String(); !strings.HasPrefix(got, "- x in len=3 [") {
 		t.Errorf("truncated frame: %s", got)
 	}
@@ -129,19 +131,21 @@ func TestDecodeMalformed(t *testing.T) {
 
 func TestDropComment(t *testing.T) {
 	for _, tc := range []struct {
-		reason, link string
-		dir          Direction
-		comment      string
-		wantReason   string
+		reason     wire.DropReason
+		link       string
+		dir        wire.Direction
+		comment    string
+		wantReason string
 	}{
-		{"mtu", "sw0/port2", Outbound, "dgramlab: dropped: mtu (link sw0/port2, outbound)", "mtu"},
-		{"queue-full", "a, b (c)", Inbound, "dgramlab: dropped: queue-full (link a, b (c), inbound)", "queue-full"},
-		{"", "x", Inbound, "dgramlab: dropped: unknown (link x, inbound)", "unknown"},
-		{"too big (x)", "x", Outbound, "dgramlab: dropped: too-big--x- (link x, outbound)", "too-big--x-"},
+		{wire.DropMTU, "sw0/port2", wire.Outbound, "dgramlab: dropped: mtu (link sw0/port2, outbound)", "mtu"},
+		{wire.DropQueueFull, "a, b (c)", wire.Inbound, "dgramlab: dropped: queue-full (link a, b (c), inbound)", "queue-full"},
+		{wire.DropNoListener, "x", 0, "dgramlab: dropped: no-listener (link x, unknown)", "no-listener"},
+		{0, "x", wire.Inbound, "dgramlab: dropped: unknown (link x, inbound)", "unknown"},
+		{wire.MaxDropReason + 1, "x", wire.Outbound, "dgramlab: dropped: unknown (link x, outbound)", "unknown"},
 	} {
 		c := DropComment(tc.reason, tc.link, tc.dir)
 		if c != tc.comment {
-			t.Errorf("DropComment(%q, %q, %v) = %q, want %q", tc.reason, tc.link, tc.dir, c, tc.comment)
+			t.Errorf("DropComment(%v, %q, %v) = %q, want %q", tc.reason, tc.link, tc.dir, c, tc.comment)
 		}
 		reason, link, dir, ok := ParseDropComment(c)
 		if !ok || reason != tc.wantReason || link != tc.link || dir != tc.dir {

@@ -14,6 +14,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // ErrClosed is returned by PcapngWriter.Flush after Close.
@@ -136,7 +138,7 @@ func (w *PcapngWriter) Record(f Frame) {
 		return
 	}
 	opts := pcapgo.NgPacketOptions{Flags: &pcapgo.NgEpbFlags{Direction: epbDirection(f.Dir)}}
-	if f.Drop != "" {
+	if f.Drop != 0 {
 		opts.Comments = []string{dropComment(f)}
 	}
 	ci := gopacket.CaptureInfo{
@@ -242,24 +244,16 @@ func (w *PcapngWriter) iface(name string, linkType layers.LinkType) (int, error)
 }
 
 // dropComment returns f's drop comment (DropComment), shortened to
-// MaxOptionLen bytes if it is longer: a reason longer than half the room
-// left by the comment's fixed words is cut to that half, and the link name
-// to what is left. Each cut part ends in "...".
+// MaxOptionLen bytes if it is longer: the link name is cut to what is left
+// by the comment's other words, and ends in "...".
 func dropComment(f Frame) string {
 	const ellipsis = "..."
-	reason, link := cleanReason(f.Drop), f.Link
-	c := DropComment(reason, link, f.Dir)
+	c := DropComment(f.Drop, f.Link, f.Dir)
 	if len(c) <= MaxOptionLen {
 		return c
 	}
-	room := MaxOptionLen - (len(c) - len(reason) - len(link)) // for reason and link
-	if len(reason) > room/2 {
-		reason = cutUTF8(reason, room/2-len(ellipsis)) + ellipsis
-	}
-	if len(reason)+len(link) > room {
-		link = cutUTF8(link, room-len(reason)-len(ellipsis)) + ellipsis
-	}
-	return DropComment(reason, link, f.Dir)
+	link := cutUTF8(f.Link, len(f.Link)-(len(c)-MaxOptionLen)-len(ellipsis)) + ellipsis
+	return DropComment(f.Drop, link, f.Dir)
 }
 
 // checkFrameLen says why f's lengths do not fit an Enhanced Packet Block,
@@ -297,11 +291,11 @@ func cutUTF8(s string, n int) string {
 	return s[:n]
 }
 
-func epbDirection(d Direction) pcapgo.NgEpbFlag {
+func epbDirection(d wire.Direction) pcapgo.NgEpbFlag {
 	switch d {
-	case Inbound:
+	case wire.Inbound:
 		return pcapgo.NgEpbFlagDirectionInbound
-	case Outbound:
+	case wire.Outbound:
 		return pcapgo.NgEpbFlagDirectionOutbound
 	}
 	return pcapgo.NgEpbFlagDirectionUnknown

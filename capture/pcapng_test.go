@@ -12,6 +12,8 @@ import (
 
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // writePcapng writes frames with a PcapngWriter and returns the bytes.
@@ -57,7 +59,7 @@ func TestPcapngWriterRoundTrip(t *testing.T) {
 		check("length", ci.Length, f.Len)
 		check("time", ci.Timestamp.UnixNano(), f.Time.UnixNano())
 		wantDir := pcapgo.NgEpbFlagDirectionOutbound
-		if f.Dir == Inbound {
+		if f.Dir == wire.Inbound {
 			wantDir = pcapgo.NgEpbFlagDirectionInbound
 		}
 		if opts.Flags == nil {
@@ -66,7 +68,7 @@ func TestPcapngWriterRoundTrip(t *testing.T) {
 			check("direction flag", opts.Flags.Direction, wantDir)
 		}
 		var wantComments []string
-		if f.Drop != "" {
+		if f.Drop != 0 {
 			wantComments = []string{DropComment(f.Drop, f.Link, f.Dir)}
 		}
 		check("comments", opts.Comments, wantComments)
@@ -308,7 +310,7 @@ func TestPcapngOpensInTshark(t *testing.T) {
 		_ = udpEndpoint(t, l.s2, 9000)
 		ep := udpEndpoint(t, l.s1, 40000)
 		sendUDP(t, ep, ip2, 9000, 3000)
-		if _, err := l.rec.WaitCount(waitCtx(t), All(Dir(Inbound), Fragment()), 3); err != nil {
+		if _, err := l.rec.WaitCount(waitCtx(t), All(Dir(wire.Inbound), Fragment()), 3); err != nil {
 			t.Fatal(err)
 		}
 		if err := w.Close(); err != nil {

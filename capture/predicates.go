@@ -7,11 +7,14 @@ import (
 	"net/netip"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
-// Dir matches frames going in direction d.
-func Dir(d Direction) Matcher {
-	return frameMatcher(d.String()+"bound", func(f *Frame) bool { return f.Dir == d })
+// Dir matches frames going in direction d (wire.Outbound or
+// wire.Inbound).
+func Dir(d wire.Direction) Matcher {
+	return frameMatcher(d.String(), func(f *Frame) bool { return f.Dir == d })
 }
 
 // Link matches frames recorded on the link with this name.
@@ -19,17 +22,17 @@ func Link(name string) Matcher {
 	return frameMatcher(fmt.Sprintf("link %q", name), func(f *Frame) bool { return f.Link == name })
 }
 
-// Dropped matches frames the link dropped with this reason ("mtu",
-// "queue-full", ...); an empty reason matches every dropped frame.
+// Dropped matches frames the link dropped with this reason (wire.DropMTU,
+// wire.DropQueueFull, ...); the zero reason matches every dropped frame.
 //
 // A drop report carries the dropped frame, so address and port predicates
 // match it too: combine them with OnWire to count only frames that went
 // through the tap.
-func Dropped(reason string) Matcher {
-	if reason == "" {
-		return frameMatcher("dropped", func(f *Frame) bool { return f.Drop != "" })
+func Dropped(reason wire.DropReason) Matcher {
+	if reason == 0 {
+		return frameMatcher("dropped", func(f *Frame) bool { return f.Drop != 0 })
 	}
-	return frameMatcher("dropped ("+reason+")", func(f *Frame) bool { return f.Drop == reason })
+	return frameMatcher("dropped ("+reason.String()+")", func(f *Frame) bool { return f.Drop == reason })
 }
 
 // OnWire matches frames that went through the tap, that is, everything but
@@ -38,7 +41,7 @@ func Dropped(reason string) Matcher {
 // host would see it) and matches, and so does not prove the frame left the
 // link; its drop report, recorded after it, matches Dropped instead.
 func OnWire() Matcher {
-	return frameMatcher("on wire", func(f *Frame) bool { return f.Drop == "" })
+	return frameMatcher("on wire", func(f *Frame) bool { return f.Drop == 0 })
 }
 
 // FrameLen matches frames whose on-wire length (Ethernet header included

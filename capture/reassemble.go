@@ -5,13 +5,15 @@ import (
 	"slices"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Datagram is an IP datagram that was sent in fragments, put together
 // from the fragments of one link and direction.
 type Datagram struct {
 	Link     string            // link the fragments were recorded on
-	Dir      Direction         // their direction
+	Dir      wire.Direction    // their direction
 	Src, Dst netip.Addr        // IP addresses
 	Proto    layers.IPProtocol // transport protocol
 	ID       uint32            // IP identification
@@ -59,7 +61,7 @@ func (d Datagram) UDPPayloadLen() int {
 func Reassemble(frames []Frame) []Datagram {
 	var r reassembler
 	for _, f := range frames {
-		if f.Drop != "" {
+		if f.Drop != 0 {
 			continue
 		}
 		info := f.Info()
@@ -70,7 +72,7 @@ func Reassemble(frames []Frame) []Datagram {
 
 type fragKey struct {
 	link  string
-	dir   Direction
+	dir   wire.Direction
 	src   netip.Addr
 	dst   netip.Addr
 	proto layers.IPProtocol
@@ -106,7 +108,7 @@ type reassembler struct {
 
 // add records one decoded frame if it is a fragment and returns its
 // group's first-fragment ports (zero if unknown).
-func (r *reassembler) add(link string, dir Direction, i *Info) (srcPort, dstPort uint16) {
+func (r *reassembler) add(link string, dir wire.Direction, i *Info) (srcPort, dstPort uint16) {
 	if !i.Frag.IsFragment() {
 		return 0, 0
 	}

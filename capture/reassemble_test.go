@@ -6,15 +6,17 @@ import (
 	"testing"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func TestReassembleDuplicates(t *testing.T) {
 	spec := udpSpec{ether: true, src: ip1, dst: ip2, sport: 40000, dport: 9000, payload: 3000, fragSize: 1480, id: 7}
-	fs := spec.frames(t, "h1/eth0", Outbound, epoch) // 3 fragments
+	fs := spec.frames(t, "h1/eth0", wire.Outbound, epoch) // 3 fragments
 	other := spec
 	other.payload = 1000 // the same ID, another layout: a new datagram
 	other.fragSize = 512
-	reused := other.frames(t, "h1/eth0", Outbound, epoch)
+	reused := other.frames(t, "h1/eth0", wire.Outbound, epoch)
 	cat := func(parts ...[]Frame) []Frame {
 		var out []Frame
 		for _, p := range parts {
@@ -117,7 +119,7 @@ func rawFragment(id uint16, off, n int, more bool) Frame {
 	b[8], b[9] = 64, 17
 	copy(b[12:16], ip1.AsSlice())
 	copy(b[16:20], ip2.AsSlice())
-	return Frame{Link: "l", LinkType: layers.LinkTypeRaw, Dir: Outbound, Data: b, Len: len(b)}
+	return Frame{Link: "l", LinkType: layers.LinkTypeRaw, Dir: wire.Outbound, Data: b, Len: len(b)}
 }
 
 func TestReassembleHostile(t *testing.T) {

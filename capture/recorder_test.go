@@ -8,6 +8,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func TestRecorderWaitSeesEarlierFrames(t *testing.T) {
@@ -16,7 +18,7 @@ func TestRecorderWaitSeesEarlierFrames(t *testing.T) {
 	for _, f := range fs {
 		rec.Record(f)
 	}
-	got, err := rec.Wait(context.Background(), Dropped("mtu"))
+	got, err := rec.Wait(context.Background(), Dropped(wire.DropMTU))
 	if err != nil || got.Link != "sw0/port2" {
 		t.Fatalf("Wait(dropped mtu) = %v, %v; want the sw0/port2 drop", got, err)
 	}
@@ -38,7 +40,7 @@ func TestRecorderWaitBlocksUntilRecord(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			got, err = rec.WaitCount(context.Background(), Dropped(""), 2)
+			got, err = rec.WaitCount(context.Background(), Dropped(0), 2)
 		}()
 		synctest.Wait() // the waiter is parked
 		for _, f := range fs[:len(fs)-1] {
@@ -52,7 +54,7 @@ func TestRecorderWaitBlocksUntilRecord(t *testing.T) {
 		}
 		rec.Record(fs[len(fs)-1])
 		<-done
-		if err != nil || len(got) != 2 || got[1].Drop != "queue-full" {
+		if err != nil || len(got) != 2 || got[1].Drop != wire.DropQueueFull {
 			t.Errorf("WaitCount = %v, %v; want the two drops", got, err)
 		}
 	})
@@ -66,7 +68,7 @@ func TestRecorderWaitTimeout(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		_, err := rec.WaitCount(ctx, All(Dir(Inbound), DstPort(9000)), 2)
+		_, err := rec.WaitCount(ctx, All(Dir(wire.Inbound), DstPort(9000)), 2)
 		var we *WaitError
 		if !errors.As(err, &we) || !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitCount = %v, want a *WaitError wrapping DeadlineExceeded", err)
@@ -124,7 +126,7 @@ func TestRecorderConcurrent(t *testing.T) {
 	if err != nil || len(got) != 0 {
 		t.Errorf("WaitCount(n=0) = %v, %v", got, err)
 	}
-	got, err = rec.WaitCount(waitCtx(t), Dropped("mtu"), writers)
+	got, err = rec.WaitCount(waitCtx(t), Dropped(wire.DropMTU), writers)
 	wg.Wait()
 	if err != nil || len(got) != writers {
 		t.Errorf("WaitCount = %d frames, %v; want %d", len(got), err, writers)
@@ -137,7 +139,7 @@ func TestRecorderConcurrent(t *testing.T) {
 func TestRecorderWaitNilArguments(t *testing.T) {
 	rec := NewRecorder()
 	var nilCtx context.Context
-	if _, err := rec.Wait(nilCtx, Dir(Inbound)); err == nil {
+	if _, err := rec.Wait(nilCtx, Dir(wire.Inbound)); err == nil {
 		t.Error("Wait(nil ctx) succeeded")
 	}
 	if _, err := rec.WaitCount(context.Background(), nil, 1); err == nil {

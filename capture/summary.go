@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/gopacket/gopacket/layers"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Summary describes a capture file: what went over each link, per flow
@@ -140,7 +142,7 @@ func (z *summarizer) link(name string, lt layers.LinkType) int {
 // add accounts for one frame read from a file: data may be truncated
 // (length is the on-wire length); drop is the reason parsed from the
 // frame's comment, or "".
-func (z *summarizer) add(link int, lt layers.LinkType, dir Direction, data []byte, length int, drop string) {
+func (z *summarizer) add(link int, lt layers.LinkType, dir wire.Direction, data []byte, length int, drop string) {
 	l := &z.s.Links[link]
 	if drop != "" {
 		l.Drops++
@@ -159,9 +161,9 @@ func (z *summarizer) add(link int, lt layers.LinkType, dir Direction, data []byt
 	l.Frames++
 	l.Bytes += int64(length)
 	switch dir {
-	case Inbound:
+	case wire.Inbound:
 		l.Inbound++
-	case Outbound:
+	case wire.Outbound:
 		l.Outbound++
 	}
 
@@ -234,7 +236,11 @@ func linkTypeName(lt layers.LinkType) string {
 func SummarizeFrames(frames []Frame) *Summary {
 	z := newSummarizer("frames")
 	for _, f := range frames {
-		z.add(z.link(f.Link, f.LinkType), f.LinkType, f.Dir, f.Data, max(f.Len, len(f.Data)), f.Drop)
+		drop := ""
+		if f.Drop != 0 {
+			drop = f.Drop.String()
+		}
+		z.add(z.link(f.Link, f.LinkType), f.LinkType, f.Dir, f.Data, max(f.Len, len(f.Data)), drop)
 	}
 	return z.finish()
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"github.com/gopacket/gopacket/pcapgo"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // FormatError is returned by Summarize for input that is not a capture
@@ -153,13 +155,13 @@ func summarizePcapng(in *offsetReader) (*Summary, error) {
 		if intf, err := nr.Interface(ci.InterfaceIndex); err == nil && intf.Name != "" {
 			name = intf.Name
 		}
-		var dir Direction
+		var dir wire.Direction
 		if opts.Flags != nil {
 			switch opts.Flags.Direction {
 			case pcapgo.NgEpbFlagDirectionInbound:
-				dir = Inbound
+				dir = wire.Inbound
 			case pcapgo.NgEpbFlagDirectionOutbound:
-				dir = Outbound
+				dir = wire.Outbound
 			}
 		}
 		drop := ""

@@ -31,7 +31,7 @@ func writePcap(t *testing.T, frames []Frame) []byte {
 		t.Fatal(err)
 	}
 	for _, f := range frames {
-		if f.LinkType != layers.LinkTypeEthernet || f.Drop != "" {
+		if f.LinkType != layers.LinkTypeEthernet || f.Drop != 0 {
 			continue
 		}
 		ci := gopacket.CaptureInfo{Timestamp: f.Time, CaptureLength: len(f.Data), Length: f.Len}

@@ -9,19 +9,21 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // DropReporter is implemented by links that drop frames themselves (an MTU
 // check, a full queue, a link that is down) and report each drop.
 //
 // AddDropHook registers hook and returns a function that removes it. The
-// link calls hook on the goroutine that was moving the frame; frame is the
-// whole frame (Ethernet header included on Ethernet links) and is only valid
-// during the call; outbound is true for a frame the attached host was
-// sending; reason is a short word such as "mtu", "queue-full", "link-down",
-// "detached", "loss" or "rate". The hook must not block.
+// link calls hook as wire.DropHook says: on the goroutine that was moving
+// the frame, with the whole frame (Ethernet header included on Ethernet
+// links), valid only during the call, its direction and the reason. The
+// hook must not block. stack's Port, PipeEnd and ImpairedLink and tun's
+// Device implement it.
 type DropReporter interface {
-	AddDropHook(hook func(frame []byte, outbound bool, reason string)) (remove func())
+	AddDropHook(hook wire.DropHook) (remove func())
 }
 
 // TapOptions configures a Tap. The zero value is valid.
@@ -119,16 +121,16 @@ func (t *Tap) LinkType() layers.LinkType { return t.linkType }
 // WritePackets implements stack.LinkWriter. It records each packet as an
 // outbound frame, then hands the list to the wrapped link. Packets the
 // wrapped link did not accept are recorded as drops with reason
-// "write-error", unless the link reports its own drops.
+// wire.DropWriteError, unless the link reports its own drops.
 func (t *Tap) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	all := pkts.AsSlice()
 	for _, pkt := range all {
-		t.record(Outbound, frameBytes(pkt), "")
+		t.record(wire.Outbound, frameBytes(pkt), 0)
 	}
 	n, tcpipErr := t.Endpoint.WritePackets(pkts)
 	if t.reporter == nil && n < len(all) {
 		for _, pkt := range all[n:] {
-			t.record(Outbound, frameBytes(pkt), "write-error")
+			t.record(wire.Outbound, frameBytes(pkt), wire.DropWriteError)
 		}
 	}
 	return n, tcpipErr
@@ -137,14 +139,14 @@ func (t *Tap) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 // DeliverNetworkPacket implements stack.NetworkDispatcher. It records the
 // packet as an inbound frame, then delivers it to the stack.
 func (t *Tap) DeliverNetworkPacket(protocol tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
-	t.record(Inbound, frameBytes(pkt), "")
+	t.record(wire.Inbound, frameBytes(pkt), 0)
 	t.Endpoint.DeliverNetworkPacket(protocol, pkt)
 }
 
 // AddDropHook implements DropReporter by registering hook on the wrapped
 // link. When the wrapped link does not report drops, hook is never called
 // and remove does nothing.
-func (t *Tap) AddDropHook(hook func(frame []byte, outbound bool, reason string)) (remove func()) {
+func (t *Tap) AddDropHook(hook wire.DropHook) (remove func()) {
 	if t.reporter == nil {
 		return func() {}
 	}
@@ -164,19 +166,15 @@ func (t *Tap) Close() {
 	})
 }
 
-// recordDrop is the hook the tap registers on the wrapped link.
-func (t *Tap) recordDrop(frame []byte, outbound bool, reason string) {
-	dir := Inbound
-	if outbound {
-		dir = Outbound
-	}
-	if reason == "" {
-		reason = "unknown"
-	}
-	t.record(dir, append([]byte(nil), frame...), reason)
+// recordDrop is the hook the tap registers on the wrapped link. A link
+// that reports the zero reason, or one outside the enumeration, breaks the
+// DropHook contract; its drop is recorded all the same, as
+// wire.DropUnknown.
+func (t *Tap) recordDrop(frame []byte, dir wire.Direction, reason wire.DropReason) {
+	t.record(dir, append([]byte(nil), frame...), knownReason(reason))
 }
 
-func (t *Tap) record(dir Direction, data []byte, drop string) {
+func (t *Tap) record(dir wire.Direction, data []byte, drop wire.DropReason) {
 	t.sink.Record(Frame{
 		Link:     t.name,
 		LinkType: t.linkType,

@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func waitCtx(t *testing.T) context.Context {
@@ -41,11 +43,11 @@ func TestTapRecordsBothDirections(t *testing.T) {
 
 			datagram := All(UDP(), SrcIP(ip1), DstIP(ip2), SrcPort(40000), DstPort(9000), UDPPayloadLen(payload), FrameLen(payload+tc.overhead))
 			ctx := waitCtx(t)
-			out, err := l.rec.Wait(ctx, All(Link("h1/eth0"), Dir(Outbound), datagram))
+			out, err := l.rec.Wait(ctx, All(Link("h1/eth0"), Dir(wire.Outbound), datagram))
 			if err != nil {
 				t.Fatalf("outbound: %v\n%s", err, Listing(l.rec.Frames(), nil))
 			}
-			in, err := l.rec.Wait(ctx, All(Link("h2/eth0"), Dir(Inbound), datagram))
+			in, err := l.rec.Wait(ctx, All(Link("h2/eth0"), Dir(wire.Inbound), datagram))
 			if err != nil {
 				t.Fatalf("inbound: %v\n%s", err, Listing(l.rec.Frames(), nil))
 			}
@@ -77,17 +79,17 @@ func TestTapRecordsDrops(t *testing.T) {
 	ep := udpEndpoint(t, l.s1, 40000)
 	sendUDP(t, ep, ip2, 9000, 10) // resolves ARP first
 	ctx := waitCtx(t)
-	if _, err := l.rec.Wait(ctx, All(Dir(Inbound), DstPort(9000))); err != nil {
+	if _, err := l.rec.Wait(ctx, All(Dir(wire.Inbound), DstPort(9000))); err != nil {
 		t.Fatal(err)
 	}
 
 	l.end1.setLimit(576)
 	sendUDP(t, ep, ip2, 9000, 1000)
-	drop, err := l.rec.Wait(ctx, Dropped("mtu"))
+	drop, err := l.rec.Wait(ctx, Dropped(wire.DropMTU))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if drop.Dir != Outbound || drop.Link != "h1/eth0" || drop.Len != 1000+8+20+14 || len(drop.Data) != drop.Len {
+	if drop.Dir != wire.Outbound || drop.Link != "h1/eth0" || drop.Len != 1000+8+20+14 || len(drop.Data) != drop.Len {
 		t.Errorf("drop = %v, want outbound on h1/eth0 with len %d", drop, 1000+8+20+14)
 	}
 	if !UDPPayloadLen(1000).Match(drop) {
@@ -99,9 +101,9 @@ func TestTapRecordsDrops(t *testing.T) {
 		m    Matcher
 		want int
 	}{
-		{All(OnWire(), Dir(Outbound), UDPPayloadLen(1000)), 1},
-		{All(OnWire(), Dir(Inbound), UDPPayloadLen(1000)), 0},
-		{Dropped(""), 1},
+		{All(OnWire(), Dir(wire.Outbound), UDPPayloadLen(1000)), 1},
+		{All(OnWire(), Dir(wire.Inbound), UDPPayloadLen(1000)), 0},
+		{Dropped(0), 1},
 	} {
 		if err := CheckCount(frames, c.m, c.want); err != nil {
 			t.Error(err)
@@ -116,7 +118,7 @@ func TestTapFragments(t *testing.T) {
 	const payload = 3000 // 3008 bytes of IP payload: 1480 + 1480 + 48
 	sendUDP(t, ep, ip2, 9000, payload)
 	ctx := waitCtx(t)
-	if _, err := l.rec.WaitCount(ctx, All(Dir(Inbound), Fragment()), 3); err != nil {
+	if _, err := l.rec.WaitCount(ctx, All(Dir(wire.Inbound), Fragment()), 3); err != nil {
 		t.Fatal(err)
 	}
 	frames := Filter(l.rec.Frames(), Link("h2/eth0"))
@@ -166,7 +168,7 @@ func TestTapRecordsDropsOnClose(t *testing.T) {
 	a.held = [][]byte{frame}
 	tap.Close()
 	fs := rec.Frames()
-	if len(fs) != 1 || fs[0].Drop != "detached" || fs[0].Dir != Outbound || !bytes.Equal(fs[0].Data, frame) {
+	if len(fs) != 1 || fs[0].Drop != wire.DropDetached || fs[0].Dir != wire.Outbound || !bytes.Equal(fs[0].Data, frame) {
 		t.Errorf("recorded %v, want the held frame as an outbound drop with reason \"detached\"", fs)
 	}
 	if got := a.hookCount(); got != 0 {
@@ -185,10 +187,10 @@ func TestTapsStack(t *testing.T) {
 	frame := bytes.Repeat([]byte{0x45}, 40)
 	pkt := newInboundPacket(frame)
 	defer pkt.DecRef()
-	a.drop(pkt, false, "queue-full")
+	a.drop(pkt, wire.Inbound, wire.DropQueueFull)
 	for _, rec := range []*Recorder{inner, outer} {
 		fs := rec.Frames()
-		if len(fs) != 1 || fs[0].Drop != "queue-full" || fs[0].Dir != Inbound || !bytes.Equal(fs[0].Data, frame) {
+		if len(fs) != 1 || fs[0].Drop != wire.DropQueueFull || fs[0].Dir != wire.Inbound || !bytes.Equal(fs[0].Data, frame) {
 			t.Errorf("recorded %v, want one inbound queue-full drop of the frame", fs)
 		}
 	}
@@ -246,7 +248,7 @@ func TestInboundFrameKeepsConsumedHeader(t *testing.T) {
 		t.Error("packet still referenced after its owner's DecRef: the tap leaked a reference")
 	}
 	fs := rec.Frames()
-	if len(fs) != 1 || !bytes.Equal(fs[0].Data, frame) || fs[0].Dir != Inbound {
+	if len(fs) != 1 || !bytes.Equal(fs[0].Data, frame) || fs[0].Dir != wire.Inbound {
 		t.Errorf("recorded %v, want the whole inbound frame", fs)
 	}
 	if len(d.got) != 1 || !bytes.Equal(d.got[0], frame) {
@@ -254,4 +256,24 @@ func TestInboundFrameKeepsConsumedHeader(t *testing.T) {
 	}
 	tap.Attach(nil)
 	tap.Close()
+}
+
+// A link that breaks the DropHook contract (the zero reason, or one outside
+// the enumeration) still has its drops recorded, as wire.DropUnknown.
+func TestTapRecordsUnknownReason(t *testing.T) {
+	a, _ := newPair(false, 1500)
+	rec := NewRecorder()
+	tap := NewTap(a, TapOptions{Name: "odd", Sink: rec})
+	defer tap.Close()
+	pkt := newInboundPacket(bytes.Repeat([]byte{0x45}, 40))
+	defer pkt.DecRef()
+	a.drop(pkt, wire.Inbound, 0)
+	a.drop(pkt, wire.Outbound, wire.MaxDropReason+1)
+	fs := rec.Frames()
+	if len(fs) != 2 || fs[0].Drop != wire.DropUnknown || fs[1].Drop != wire.DropUnknown || fs[0].Dir != wire.Inbound || fs[1].Dir != wire.Outbound {
+		t.Errorf("recorded %v, want an inbound and an outbound drop with reason unknown", fs)
+	}
+	if n := Count(fs, Dropped(0)); n != 2 {
+		t.Errorf("Count(Dropped(0)) = %d, want 2", n)
+	}
 }

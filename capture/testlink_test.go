@@ -7,6 +7,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // pairEnd is one end of a synchronous test link: WritePackets hands each
@@ -24,7 +26,7 @@ type pairEnd struct {
 	mtu        uint32
 	limit      int
 	dispatcher stack.NetworkDispatcher
-	hooks      map[int]func([]byte, bool, string)
+	hooks      map[int]wire.DropHook
 	nextHook   int
 	held       [][]byte // frames Close reports dropped, as an impairment's held ones
 }
@@ -58,11 +60,11 @@ func (e *pairEnd) hookCount() int {
 	return len(e.hooks)
 }
 
-func (e *pairEnd) AddDropHook(hook func([]byte, bool, string)) func() {
+func (e *pairEnd) AddDropHook(hook wire.DropHook) func() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.hooks == nil {
-		e.hooks = make(map[int]func([]byte, bool, string))
+		e.hooks = make(map[int]wire.DropHook)
 	}
 	id := e.nextHook
 	e.nextHook++
@@ -74,9 +76,9 @@ func (e *pairEnd) AddDropHook(hook func([]byte, bool, string)) func() {
 	}
 }
 
-func (e *pairEnd) drop(pkt *stack.PacketBuffer, outbound bool, reason string) {
+func (e *pairEnd) drop(pkt *stack.PacketBuffer, dir wire.Direction, reason wire.DropReason) {
 	e.mu.Lock()
-	hooks := make([]func([]byte, bool, string), 0, len(e.hooks))
+	hooks := make([]wire.DropHook, 0, len(e.hooks))
 	for _, h := range e.hooks {
 		hooks = append(hooks, h)
 	}
@@ -84,7 +86,7 @@ func (e *pairEnd) drop(pkt *stack.PacketBuffer, outbound bool, reason string) {
 	v := pkt.ToView()
 	defer v.Release()
 	for _, h := range hooks {
-		h(v.AsSlice(), outbound, reason)
+		h(v.AsSlice(), dir, reason)
 	}
 }
 
@@ -100,7 +102,7 @@ func (e *pairEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			ipLen -= header.EthernetMinimumSize
 		}
 		if limit > 0 && ipLen > limit {
-			e.drop(pkt, true, "mtu")
+			e.drop(pkt, wire.Outbound, wire.DropMTU)
 			continue
 		}
 		e.peer.deliver(pkt)
@@ -218,7 +220,7 @@ func (e *pairEnd) Close() {
 	e.mu.Unlock()
 	for _, f := range held {
 		pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(f)})
-		e.drop(pkt, true, "detached")
+		e.drop(pkt, wire.Outbound, wire.DropDetached)
 		pkt.DecRef()
 	}
 }

@@ -13,12 +13,13 @@ import (
 const module = "github.com/dgramlab/dgramlab"
 
 // TestPackageBoundaries fails when a package imports what DESIGN.md's
-// dependency direction forbids: dgram only the standard library; stack,
-// tun and capture none of each other (they meet at gVisor's
-// stack.LinkEndpoint) and not dgram. Only cmd/ and integration/ wire
-// packages together. Test files are not counted. The DNS and QUIC
-// libraries the integration tests run over dgramlab stay test-only: no
-// package, commands included, may depend on them.
+// dependency direction forbids: dgram and wire only the standard library;
+// stack, tun and capture none of each other (they meet at gVisor's
+// stack.LinkEndpoint and share package wire's definitions) and not dgram.
+// Only cmd/ and integration/ wire packages together. Test files are not
+// counted. The DNS and QUIC libraries the integration tests run over
+// dgramlab stay test-only: no package, commands included, may depend on
+// them.
 func TestPackageBoundaries(t *testing.T) {
 	testOnly := []string{"github.com/miekg/dns", "github.com/quic-go/quic-go"}
 	t.Run("test-only", func(t *testing.T) {
@@ -36,6 +37,7 @@ func TestPackageBoundaries(t *testing.T) {
 		forbidden []string
 	}{
 		{pkg: "dgram", stdOnly: true},
+		{pkg: "wire", stdOnly: true},
 		{pkg: "stack", forbidden: []string{"dgram", "capture", "tun", "github.com/gopacket", "github.com/songgao"}},
 		{pkg: "capture", forbidden: []string{"dgram", "stack", "tun", "github.com/songgao"}},
 		{pkg: "tun", forbidden: []string{"dgram", "capture", "github.com/gopacket"}},

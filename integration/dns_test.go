@@ -14,6 +14,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/capture/capturetest"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // peerConn is a UDPConn seen as a connected net.Conn, like what
@@ -111,14 +112,14 @@ func TestDNSOverVirtualLAN(t *testing.T) {
 		}
 
 		// All queries lost: the client times out, and the capture says why.
-		l.ports[1].SetImpairments(stack.FromHost, stack.Impairments{Loss: 1})
+		l.ports[1].SetImpairments(wire.Outbound, stack.Impairments{Loss: 1})
 		if _, _, err := ask("printer.lan."); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Fatalf("exchange over a dead link = %v, want a timeout", err)
 		}
-		if c := l.ports[1].Counters(); c.Drops[stack.DropLoss] != 1 {
+		if c := l.ports[1].Counters(); c.Drops[wire.DropLoss] != 1 {
 			t.Errorf("client port drops %v, want 1 loss", c.Drops)
 		}
-		capturetest.Expect(t, l.rec.Frames(), capture.All(capture.Dropped(stack.DropLoss), capture.Link("h1"),
-			capture.Dir(capture.Outbound), capture.UDP(), capture.DstPort(53)), 1)
+		capturetest.Expect(t, l.rec.Frames(), capture.All(capture.Dropped(wire.DropLoss), capture.Link("h1"),
+			capture.Dir(wire.Outbound), capture.UDP(), capture.DstPort(53)), 1)
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/dgram"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Faults while traffic flows. Each test runs an exchange between dgram
@@ -195,10 +196,10 @@ func TestFaultLinkDownUp(t *testing.T) {
 	if server.msgs != 40 || len(sendErrs) != 0 {
 		t.Errorf("server got %d datagrams (send errors %q), want 40", server.msgs, sendErrs)
 	}
-	if d := l.ports[1].Counters().Drops; d[stack.DropLinkDown] != lost || len(d) != 1 {
+	if d := l.ports[1].Counters().Drops; d[wire.DropLinkDown] != lost || len(d) != 1 {
 		t.Errorf("server port drops %v, want %d link-down", d, lost)
 	}
-	if n := countFrames(l.rec, capture.All(capture.Link("h1"), capture.Dropped(stack.DropLinkDown))); n != lost {
+	if n := countFrames(l.rec, capture.All(capture.Link("h1"), capture.Dropped(wire.DropLinkDown))); n != lost {
 		t.Errorf("tap recorded %d link-down drops, want %d", n, lost)
 	}
 }
@@ -246,7 +247,7 @@ func TestFaultPortRemoved(t *testing.T) {
 	if n := l.ports[2].Counters().Filtered - filteredBefore; n != cutOff {
 		t.Errorf("the bystander's port filtered %d flooded frames, want %d", n, cutOff)
 	}
-	if d := l.ports[1].Counters().Drops; d[stack.DropDetached] != 1 {
+	if d := l.ports[1].Counters().Drops; d[wire.DropDetached] != 1 {
 		t.Errorf("removed port drops %v, want 1 detached", d)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/capture/capturetest"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // IPv4 datagrams larger than the MTU leave as fragments with DF clear and
@@ -35,7 +36,7 @@ func TestFragmentsHaveDFClearAndDistinctIDs(t *testing.T) {
 			t.Fatalf("read %d bytes, %v", n, err)
 		}
 	}
-	frags := capture.Filter(l.rec.Frames(), capture.All(capture.OnWire(), capture.Link("h0"), capture.Dir(capture.Outbound), capture.Fragment()))
+	frags := capture.Filter(l.rec.Frames(), capture.All(capture.OnWire(), capture.Link("h0"), capture.Dir(wire.Outbound), capture.Fragment()))
 	capturetest.Expect(t, frags, capture.FirstFragment(), 2)
 	ids := map[uint16]int{}
 	for _, f := range frags {

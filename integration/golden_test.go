@@ -16,6 +16,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -37,13 +38,17 @@ func TestGoldenImpairedCapture(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) { got, sum = impairedScenario(t) })
 
 	// Every kind of drop the scenario provokes is in the capture.
-	reasons := map[string]int{}
+	reasons := map[wire.DropReason]int{}
 	for _, d := range sum.Drops {
-		reasons[d.Reason] = d.Frames
+		r, ok := wire.ParseDropReason(d.Reason)
+		if !ok {
+			t.Errorf("the capture has drops for %q, which is no wire.DropReason", d.Reason)
+		}
+		reasons[r] = d.Frames
 	}
-	for _, r := range []string{stack.DropLoss, stack.DropQueueFull, stack.DropLinkDown} {
+	for _, r := range []wire.DropReason{wire.DropLoss, wire.DropQueueFull, wire.DropLinkDown} {
 		if reasons[r] == 0 {
-			t.Errorf("no %q drop in the capture (drops: %v)", r, reasons)
+			t.Errorf("no %v drop in the capture (drops: %v)", r, reasons)
 		}
 	}
 
@@ -167,11 +172,11 @@ func impairedScenario(t *testing.T) ([]byte, *capture.Summary) {
 		Loss: 0.1, Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Distribution: stack.Normal,
 		Duplicate: 0.05, Corrupt: 0.05, Reorder: 0.1, Seed: 42,
 	}))
-	must(b.port.SetImpairments(stack.ToHost, stack.Impairments{
+	must(b.port.SetImpairments(wire.Inbound, stack.Impairments{
 		Rate: 190_000, QueueLimit: 3,
 		BurstLoss: &stack.GilbertElliott{P: 0.05, R: 0.4}, Seed: 42,
 	}))
-	must(c.port.SetImpairments(stack.FromHost, stack.Impairments{
+	must(c.port.SetImpairments(wire.Outbound, stack.Impairments{
 		Delay: 7 * time.Millisecond, Jitter: 3 * time.Millisecond, Distribution: stack.Pareto, Seed: 42,
 	}))
 
@@ -193,7 +198,7 @@ func impairedScenario(t *testing.T) ([]byte, *capture.Summary) {
 		case 23:
 			c.port.SetLinkUp(true)
 		case 40:
-			must(a.port.SetImpairments(stack.FromHost, stack.Impairments{Delay: 3 * time.Millisecond, Jitter: time.Millisecond, Seed: 42}))
+			must(a.port.SetImpairments(wire.Outbound, stack.Impairments{Delay: 3 * time.Millisecond, Jitter: time.Millisecond, Seed: 42}))
 		}
 		// b and c echo at different instants: their echoes start gVisor
 		// timers (neighbour probes 5s later) that must not fire together.

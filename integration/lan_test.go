@@ -12,6 +12,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture/capturetest"
 	"github.com/dgramlab/dgramlab/dgram"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // testLAN is hosts on one switch, each NIC tapped into one recorder.
@@ -120,10 +121,10 @@ func TestWireAssertions(t *testing.T) {
 	capturetest.Expect(t, frames, capture.All(onWireUDP, capture.FrameLen(1514), capture.Not(capture.Fragment())), 2)
 	// One broadcast frame leaves h0 and arrives at h1 and h2.
 	capturetest.Expect(t, frames, capture.All(onWireUDP, capture.Broadcast(), capture.FrameLen(10+8+20+14)), 3)
-	capturetest.Expect(t, frames, capture.All(onWireUDP, capture.Broadcast(), capture.Link("h2"), capture.Dir(capture.Inbound)), 1)
+	capturetest.Expect(t, frames, capture.All(onWireUDP, capture.Broadcast(), capture.Link("h2"), capture.Dir(wire.Inbound)), 1)
 	// 3000 bytes cross as three fragments and reassemble, on both taps.
 	capturetest.Expect(t, frames, capture.All(onWireUDP, capture.FirstFragment()), 2)
-	capturetest.ExpectReassembled(t, frames, capture.All(capture.Link("h1"), capture.Dir(capture.Inbound)), 3000)
+	capturetest.ExpectReassembled(t, frames, capture.All(capture.Link("h1"), capture.Dir(wire.Inbound)), 3000)
 
 	// An MTU drop: 1400 bytes to the host behind the 576 port.
 	l.rec.Reset()
@@ -135,12 +136,12 @@ func TestWireAssertions(t *testing.T) {
 	if _, err := c.WriteToUDPAddrPort(make([]byte, 1400), netip.MustParseAddrPort("10.0.0.3:9000")); err != nil {
 		t.Fatal(err)
 	}
-	drop := capturetest.WaitFor(t, l.rec, capture.Dropped(stack.DropMTU))
-	if drop.Link != "h2" || drop.Dir != capture.Inbound || drop.Len != 1442 {
+	drop := capturetest.WaitFor(t, l.rec, capture.Dropped(wire.DropMTU))
+	if drop.Link != "h2" || drop.Dir != wire.Inbound || drop.Len != 1442 {
 		t.Errorf("drop recorded as %v", drop)
 	}
 	capturetest.ExpectNone(t, l.rec.Frames(), capture.All(capture.OnWire(), capture.Link("h2"), capture.UDP()))
-	if n := l.ports[2].Counters().Drops[stack.DropMTU]; n != 1 {
+	if n := l.ports[2].Counters().Drops[wire.DropMTU]; n != 1 {
 		t.Errorf("port counter: %d MTU drops, want 1", n)
 	}
 }

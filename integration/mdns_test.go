@@ -9,6 +9,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/capture/capturetest"
 	"github.com/dgramlab/dgramlab/dgram"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // An mDNS exchange (RFC 6762) between five virtual hosts, with real DNS
@@ -120,11 +121,11 @@ func TestMDNSQueryAndAnswers(t *testing.T) {
 			frames := l.rec.Frames()
 			toGroup := capture.All(capture.DstMAC(mac(tc.groupMAC)), capture.DstIP(ip(tc.group)), capture.UDP(), capture.DstPort(5353), ipTTL(255))
 			for h, sent := range map[string]int{"h0": 0, "h1": 1, "h2": 1, "h3": 1, "h4": 0} {
-				capturetest.Expect(t, frames, capture.All(capture.Link(h), capture.Dir(capture.Outbound), toGroup), sent)
+				capturetest.Expect(t, frames, capture.All(capture.Link(h), capture.Dir(wire.Outbound), toGroup), sent)
 				// Each host gets every frame it did not send itself.
-				capturetest.Expect(t, frames, capture.All(capture.Link(h), capture.Dir(capture.Inbound), toGroup), 3-sent)
+				capturetest.Expect(t, frames, capture.All(capture.Link(h), capture.Dir(wire.Inbound), toGroup), 3-sent)
 			}
-			capturetest.ExpectNone(t, frames, capture.Dropped(""))
+			capturetest.ExpectNone(t, frames, capture.Dropped(0))
 		})
 	}
 }

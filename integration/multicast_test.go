@@ -12,6 +12,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/capture/capturetest"
 	"github.com/dgramlab/dgramlab/dgram"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // ipTTL matches IP packets whose TTL (IPv4) or hop limit (IPv6) is ttl.
@@ -161,15 +162,15 @@ func TestMulticastDiscovery(t *testing.T) {
 			frames := l.rec.Frames()
 			toGroup := capture.All(capture.DstMAC(mac(tc.groupMAC)), capture.DstIP(ip(tc.group)), capture.UDP(), capture.DstPort(5353))
 			// Three announces leave h0 with the group's MAC, TTL 1, 1, 7.
-			capturetest.Expect(t, frames, capture.All(capture.Link("h0"), capture.Dir(capture.Outbound), toGroup), 3)
-			capturetest.Expect(t, frames, capture.All(capture.Link("h0"), capture.Dir(capture.Outbound), toGroup, ipTTL(1)), 2)
-			capturetest.Expect(t, frames, capture.All(capture.Link("h0"), capture.Dir(capture.Outbound), toGroup, ipTTL(7)), 1)
+			capturetest.Expect(t, frames, capture.All(capture.Link("h0"), capture.Dir(wire.Outbound), toGroup), 3)
+			capturetest.Expect(t, frames, capture.All(capture.Link("h0"), capture.Dir(wire.Outbound), toGroup, ipTTL(1)), 2)
+			capturetest.Expect(t, frames, capture.All(capture.Link("h0"), capture.Dir(wire.Outbound), toGroup, ipTTL(7)), 1)
 			// The switch floods each to every other host, h4 included after
 			// it left: its stack, not the wire, drops them.
 			for _, h := range []string{"h1", "h2", "h3", "h4"} {
-				capturetest.Expect(t, frames, capture.All(capture.Link(h), capture.Dir(capture.Inbound), toGroup), 3)
+				capturetest.Expect(t, frames, capture.All(capture.Link(h), capture.Dir(wire.Inbound), toGroup), 3)
 			}
-			capturetest.ExpectNone(t, frames, capture.Dropped(""))
+			capturetest.ExpectNone(t, frames, capture.Dropped(0))
 		})
 	}
 }

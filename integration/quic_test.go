@@ -23,6 +23,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // quicLAN is a QUIC server host and a client host on one switch, every
@@ -188,11 +189,11 @@ func TestQUICTransferImpaired(t *testing.T) {
 			t.Fatalf("server: %v", err)
 		}
 		c := l.cliPort.Counters()
-		if c.Drops[stack.DropLoss] == 0 {
+		if c.Drops[wire.DropLoss] == 0 {
 			t.Errorf("nothing was lost: %+v", c)
 		}
 		t.Logf("handshake %v, 1 MiB in %v (virtual time); client cable: %d frames sent, %d received, %d lost",
-			handshake, elapsed, c.TxFrames, c.RxFrames, c.Drops[stack.DropLoss])
+			handshake, elapsed, c.TxFrames, c.RxFrames, c.Drops[wire.DropLoss])
 		if handshake < 80*time.Millisecond {
 			t.Errorf("handshake took %v: less than the two 40ms round trips it needs", handshake)
 		}
@@ -217,16 +218,16 @@ func TestQUICFailsBelow1200MTU(t *testing.T) {
 			t.Fatalf("Dial = %v, want a handshake timeout", err)
 		}
 		srvTr.Close()
-		drops := capture.Filter(l.rec.Frames(), capture.All(capture.Dropped(stack.DropMTU), capture.UDP(), capture.DstPort(4433)))
+		drops := capture.Filter(l.rec.Frames(), capture.All(capture.Dropped(wire.DropMTU), capture.UDP(), capture.DstPort(4433)))
 		if len(drops) == 0 {
 			t.Fatalf("no mtu drop in the capture")
 		}
 		for _, f := range drops {
-			if f.Len-14 <= 1100 || f.Link != "server" || f.Dir != capture.Inbound {
+			if f.Len-14 <= 1100 || f.Link != "server" || f.Dir != wire.Inbound {
 				t.Errorf("drop %s: %d-byte frame on %s, %v", f.Drop, f.Len, f.Link, f.Dir)
 			}
 		}
-		if c := l.srvPort.Counters(); c.Drops[stack.DropMTU] != uint64(len(drops)) {
+		if c := l.srvPort.Counters(); c.Drops[wire.DropMTU] != uint64(len(drops)) {
 			t.Errorf("server port counted %v, the capture shows %d mtu drops", c.Drops, len(drops))
 		}
 		if hasUDPTo(l.rec, 4433) {
@@ -238,5 +239,5 @@ func TestQUICFailsBelow1200MTU(t *testing.T) {
 
 // hasUDPTo reports whether a UDP datagram to port was delivered anywhere.
 func hasUDPTo(rec *capture.Recorder, port uint16) bool {
-	return len(capture.Filter(rec.Frames(), capture.All(capture.OnWire(), capture.Dir(capture.Inbound), capture.UDP(), capture.DstPort(port)))) > 0
+	return len(capture.Filter(rec.Frames(), capture.All(capture.OnWire(), capture.Dir(wire.Inbound), capture.UDP(), capture.DstPort(port)))) > 0
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture/capturetest"
 	"github.com/dgramlab/dgramlab/dgram"
 	"github.com/dgramlab/dgramlab/tun"
+	"github.com/dgramlab/dgramlab/wire"
 	"github.com/gopacket/gopacket/layers"
 )
 
@@ -42,8 +43,8 @@ func TestTunExchange(t *testing.T) {
 
 		frames := l.rec.Frames()
 		udp := capture.All(capture.OnWire(), capture.UDP(), capture.Link("user/"+devName))
-		capturetest.Expect(t, frames, capture.All(udp, capture.Dir(capture.Inbound), capture.DstPort(41234), capture.SrcIP(kernelIP)), 1)
-		capturetest.Expect(t, frames, capture.All(udp, capture.Dir(capture.Outbound), capture.SrcPort(41234), capture.DstIP(kernelIP)), 1)
+		capturetest.Expect(t, frames, capture.All(udp, capture.Dir(wire.Inbound), capture.DstPort(41234), capture.SrcIP(kernelIP)), 1)
+		capturetest.Expect(t, frames, capture.All(udp, capture.Dir(wire.Outbound), capture.SrcPort(41234), capture.DstIP(kernelIP)), 1)
 		if c := l.dev.Counters(); c.Dropped() != 0 {
 			t.Errorf("device counters %+v: want no drops", c)
 		}
@@ -74,7 +75,7 @@ func TestTunFragments(t *testing.T) {
 		}
 
 		frames := l.rec.Frames()
-		for _, dir := range []capture.Direction{capture.Inbound, capture.Outbound} {
+		for _, dir := range []wire.Direction{wire.Inbound, wire.Outbound} {
 			m := capture.All(capture.OnWire(), capture.Dir(dir), capture.Fragment())
 			capturetest.Expect(t, frames, m, 3) // 1480 + 1480 + 48 bytes of IP payload
 			capturetest.ExpectReassembled(t, frames, m, 3000)
@@ -112,7 +113,7 @@ func TestTunMTUDrop(t *testing.T) {
 			t.Errorf("kernel got %d bytes first, want the marker", len(msg))
 		}
 		c := l.dev.Counters()
-		if c.Drops[tun.DropMTU] != 1 || c.Dropped() != 1 {
+		if c.Drops[wire.DropMTU] != 1 || c.Dropped() != 1 {
 			t.Errorf("device drops = %v, want mtu: 1", c.Drops)
 		}
 		hdr := 0
@@ -120,7 +121,7 @@ func TestTunMTUDrop(t *testing.T) {
 			hdr = 14
 		}
 		frames := l.rec.Frames()
-		capturetest.Expect(t, frames, capture.All(capture.Dropped(tun.DropMTU), capture.Dir(capture.Outbound), capture.FrameLen(hdr+3028), capture.Not(capture.Fragment())), 1)
+		capturetest.Expect(t, frames, capture.All(capture.Dropped(wire.DropMTU), capture.Dir(wire.Outbound), capture.FrameLen(hdr+3028), capture.Not(capture.Fragment())), 1)
 	})
 }
 
@@ -145,7 +146,7 @@ func TestTunBroadcast(t *testing.T) {
 				t.Errorf("kernel got %q from %v, want %q from %v", msg, from, "hello "+to, userIP)
 			}
 		}
-		out := capture.All(capture.OnWire(), capture.Dir(capture.Outbound), capture.DstPort(41235))
+		out := capture.All(capture.OnWire(), capture.Dir(wire.Outbound), capture.DstPort(41235))
 		if tap {
 			out = capture.All(out, capture.Broadcast())
 		}

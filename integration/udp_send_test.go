@@ -11,6 +11,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/capture/capturetest"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Unconnected writes of a stack.UDPConn go through routes the conn caches
@@ -56,7 +57,7 @@ func TestUnconnectedWriteMatchesEndpoint(t *testing.T) {
 			}
 			sent := func() []byte {
 				t.Helper()
-				frames := capture.Filter(l.rec.Frames(), capture.All(capture.OnWire(), capture.Link("h0"), capture.Dir(capture.Outbound), capture.UDP()))
+				frames := capture.Filter(l.rec.Frames(), capture.All(capture.OnWire(), capture.Link("h0"), capture.Dir(wire.Outbound), capture.UDP()))
 				if len(frames) == 0 {
 					t.Fatal("no UDP frame left h0")
 				}
@@ -103,7 +104,7 @@ func TestUnconnectedWriteMatchesEndpoint(t *testing.T) {
 				t.Fatal(err)
 			}
 			receive(3000)
-			out := capture.All(capture.OnWire(), capture.Link("h0"), capture.Dir(capture.Outbound))
+			out := capture.All(capture.OnWire(), capture.Link("h0"), capture.Dir(wire.Outbound))
 			capturetest.Expect(t, l.rec.Frames(), capture.All(out, capture.FirstFragment()), 1)
 			capturetest.ExpectReassembled(t, l.rec.Frames(), out, 3000)
 		})

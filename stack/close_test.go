@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"testing/synctest"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Regression (a CI run's goroutine-leak check): Close returned while an ARP
@@ -17,7 +19,7 @@ func TestCloseWaitsForProbeInFlight(t *testing.T) {
 		entered := make(chan struct{})
 		release := make(chan struct{})
 		first := true
-		ports[1].AddDropHook(func([]byte, bool, string) {
+		ports[1].AddDropHook(func([]byte, wire.Direction, wire.DropReason) {
 			if first {
 				first = false
 				close(entered)

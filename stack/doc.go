@@ -14,8 +14,9 @@
 //
 // Links deliver synchronously (the receiving host runs on the sender's
 // goroutine, with no queue between them), and every frame a link drops is
-// counted with a reason (DropMTU, DropLinkDown, DropDetached, ...) and
-// reported to drop hooks, which capture taps use.
+// counted with a reason (wire.DropMTU, wire.DropLinkDown,
+// wire.DropDetached, ...) and reported to drop hooks (wire.DropHook), which
+// capture taps use.
 //
 // Host.ListenUDP and Host.ListenPacket open a UDPConn, a net.PacketConn
 // whose errors behave like package net's (errors.Is(err, net.ErrClosed),
@@ -31,15 +32,15 @@
 // # Impairments
 //
 // Every Port and PipeEnd can impair the frames going through it, in each
-// direction (FromHost, ToHost), while traffic flows: Port.SetImpairments
-// and PipeEnd.SetImpairments take an Impairments (loss, bursty loss,
-// delay and jitter, duplication, corruption, reordering, a rate limit, a
-// bounded queue), and NewImpairedLink does the same for any other link
+// direction (wire.Outbound, wire.Inbound, or BothDirections), while traffic
+// flows: Port.SetImpairments and PipeEnd.SetImpairments take an
+// Impairments (loss, bursty loss, delay and jitter, duplication,
+// corruption, reordering, a rate limit, a bounded queue), and NewImpairedLink does the same for any other link
 // endpoint, a TUN device say. Every random choice comes from
 // Impairments.Seed, so a seed loses the same frames on every run. Frames
-// the impairments drop are counted (DropLoss, DropQueueFull) and reported
-// to drop hooks like any other; frames still held when a link end is
-// closed or removed are dropped as DropDetached. Bad settings, delays
+// the impairments drop are counted (wire.DropLoss, wire.DropQueueFull) and
+// reported to drop hooks like any other; frames still held when a link end
+// is closed or removed are dropped as wire.DropDetached. Bad settings, delays
 // beyond MaxDelay and rates beyond MaxRate included, are errors wrapping
 // ErrInvalidImpairments. A link with nothing in force takes the same path
 // as one that never had impairments.

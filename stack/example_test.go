@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Two hosts on a switch exchange a datagram through net.PacketConn-style
@@ -36,8 +37,8 @@ func Example() {
 	// 1400 bytes fit a's 1500-byte MTU but not c's port: the switch drops
 	// the frame there and counts it.
 	// A drop hook must not block: it may run on the goroutine of WriteTo.
-	dropped := make(chan string, 1)
-	cport.AddDropHook(func(frame []byte, outbound bool, reason string) { dropped <- reason })
+	dropped := make(chan wire.DropReason, 1)
+	cport.AddDropHook(func(frame []byte, dir wire.Direction, reason wire.DropReason) { dropped <- reason })
 	bigDst, _ := a.ResolveUDPAddr("udp4", "10.0.0.3:7")
 	client.WriteTo(make([]byte, 1400), bigDst)
 	fmt.Println("dropped at c's port:", <-dropped, cport.Counters().Drops)

@@ -7,40 +7,21 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
-// Direction selects which way through a link end impairments apply.
-// Directions are seen from the host attached to the end, like LinkCounters'
-// Tx and Rx.
-type Direction uint8
+// BothDirections is wire.Outbound|wire.Inbound: SetImpairments with it
+// gives each direction the same settings (and its own random stream).
+// Impairments are set per direction, seen from the host attached to the
+// link end: wire.Outbound is what the host sends into the link (counted in
+// LinkCounters' Tx), wire.Inbound what the link delivers to it (Rx).
+const BothDirections = wire.Outbound | wire.Inbound
 
+// Indexes of a single direction in linkEnd.impair and linkEnd.dirs.
 const (
-	// FromHost is the frames the attached host sends into the link.
-	FromHost Direction = 1 << iota
-	// ToHost is the frames the link delivers to the attached host.
-	ToHost
-	// BothDirections is FromHost and ToHost: SetImpairments with it gives
-	// each direction the same settings (and its own random stream).
-	BothDirections = FromHost | ToHost
-)
-
-// String returns "from-host", "to-host" or "both".
-func (d Direction) String() string {
-	switch d {
-	case FromHost:
-		return "from-host"
-	case ToHost:
-		return "to-host"
-	case BothDirections:
-		return "both"
-	}
-	return fmt.Sprintf("Direction(%d)", uint8(d))
-}
-
-// dirIndex is a single direction's index in linkEnd.impair.
-const (
-	dirFromHost = 0
-	dirToHost   = 1
+	outIdx = 0 // wire.Outbound
+	inIdx  = 1 // wire.Inbound
 )
 
 // Distribution is the shape of a delay's jitter.
@@ -136,10 +117,10 @@ type GilbertElliott struct {
 // another one picks.
 type Impairments struct {
 	// Loss is the probability that a frame is lost (dropped and counted as
-	// DropLoss). Zero: no random loss.
+	// wire.DropLoss). Zero: no random loss.
 	Loss float64
 	// BurstLoss adds bursty loss (Gilbert-Elliott), on top of Loss; frames
-	// it loses are counted as DropLoss too. Nil: no bursts.
+	// it loses are counted as wire.DropLoss too. Nil: no bursts.
 	BurstLoss *GilbertElliott
 	// Delay is how long every frame is held before it goes on. Zero: none.
 	// Delay plus the jitter's reach must not exceed MaxDelay.
@@ -174,7 +155,7 @@ type Impairments struct {
 	RateBurst int
 	// QueueLimit bounds the frames held by Delay, Jitter and Rate at once;
 	// a frame that finds the queue full is dropped and counted as
-	// DropQueueFull. Zero means DefaultQueueLimit.
+	// wire.DropQueueFull. Zero means DefaultQueueLimit.
 	QueueLimit int
 	// Seed seeds every random choice. Zero is a seed like any other.
 	Seed int64
@@ -356,9 +337,9 @@ func ParseRate(s string) (int64, error) {
 }
 
 // validDirection checks a Direction argument.
-func validDirection(d Direction) error {
+func validDirection(d wire.Direction) error {
 	if d == 0 || d&^BothDirections != 0 {
-		return fmt.Errorf("%w: direction %v (want FromHost, ToHost or BothDirections)", ErrInvalidImpairments, d)
+		return fmt.Errorf("%w: direction %v (want wire.Outbound, wire.Inbound or BothDirections)", ErrInvalidImpairments, d)
 	}
 	return nil
 }

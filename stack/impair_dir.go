@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"gvisor.dev/gvisor/pkg/buffer"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Random streams of one direction: each stage draws from its own, so that
@@ -28,10 +30,10 @@ const (
 // it on the scheduler's.
 type impairDir struct {
 	end     *linkEnd
-	name    string    // the link end's name, part of the seed
-	which   Direction // FromHost or ToHost
-	idx     int       // dirFromHost or dirToHost
-	hdrLen  int       // link header bytes that corruption leaves alone
+	name    string         // the link end's name, part of the seed
+	dir     wire.Direction // wire.Outbound or wire.Inbound
+	idx     int            // outIdx or inIdx
+	hdrLen  int            // link header bytes that corruption leaves alone
 	sched   *scheduler
 	deliver func(f *heldFrame) // moves a frame on; owns f.buf; no lock held
 
@@ -47,21 +49,16 @@ type impairDir struct {
 	pending  int       // frames held by the scheduler
 }
 
-// initImpair makes the end's two impairment directions. deliverFrom and
-// deliverTo move a frame on once its impairments let it go: into the link
-// (FromHost) or to the host (ToHost).
-func (l *linkEnd) initImpair(name string, hdrLen int, sched *scheduler, deliverFrom, deliverTo func(*heldFrame)) {
-	for i, which := range []Direction{FromHost, ToHost} {
-		deliver := deliverFrom
-		if which == ToHost {
-			deliver = deliverTo
-		}
-		l.dirs[i] = &impairDir{end: l, name: name, which: which, idx: i, hdrLen: hdrLen, sched: sched, deliver: deliver}
-	}
+// initImpair makes the end's two impairment directions. deliverOut and
+// deliverIn move a frame on once its impairments let it go: into the link
+// (wire.Outbound) or to the host (wire.Inbound).
+func (l *linkEnd) initImpair(name string, hdrLen int, sched *scheduler, deliverOut, deliverIn func(*heldFrame)) {
+	l.dirs[outIdx] = &impairDir{end: l, name: name, dir: wire.Outbound, idx: outIdx, hdrLen: hdrLen, sched: sched, deliver: deliverOut}
+	l.dirs[inIdx] = &impairDir{end: l, name: name, dir: wire.Inbound, idx: inIdx, hdrLen: hdrLen, sched: sched, deliver: deliverIn}
 }
 
 // setImpairments validates im and puts it in force for dir.
-func (l *linkEnd) setImpairments(dir Direction, im Impairments) error {
+func (l *linkEnd) setImpairments(dir wire.Direction, im Impairments) error {
 	if err := validDirection(dir); err != nil {
 		return err
 	}
@@ -72,21 +69,21 @@ func (l *linkEnd) setImpairments(dir Direction, im Impairments) error {
 		ge := *im.BurstLoss // the caller may reuse theirs
 		im.BurstLoss = &ge
 	}
-	for i, which := range []Direction{FromHost, ToHost} {
-		if dir&which != 0 {
-			l.dirs[i].set(im)
+	for _, d := range l.dirs {
+		if dir&d.dir != 0 {
+			d.set(im)
 		}
 	}
 	return nil
 }
 
-// impairments returns the settings in force for one direction.
-func (l *linkEnd) impairments(dir Direction) Impairments {
-	i := dirFromHost
-	if dir == ToHost {
-		i = dirToHost
+// impairments returns the settings in force for one direction (those of
+// wire.Outbound for any value but wire.Inbound).
+func (l *linkEnd) impairments(dir wire.Direction) Impairments {
+	d := l.dirs[outIdx]
+	if dir == wire.Inbound {
+		d = l.dirs[inIdx]
 	}
-	d := l.dirs[i]
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	im := d.cfg
@@ -97,7 +94,7 @@ func (l *linkEnd) impairments(dir Direction) Impairments {
 	return im
 }
 
-// purgeImpairments drops (as DropDetached) every frame the end's
+// purgeImpairments drops (as wire.DropDetached) every frame the end's
 // impairments hold; the end is going away.
 func (l *linkEnd) purgeImpairments() {
 	for _, d := range l.dirs {
@@ -109,18 +106,18 @@ func (l *linkEnd) purgeImpairments() {
 		d.pending -= len(frames)
 		d.mu.Unlock()
 		for i := range frames {
-			l.dropHeld(&frames[i], d.which == FromHost, DropDetached)
+			l.dropHeld(&frames[i], d.dir, wire.DropDetached)
 		}
 	}
 }
 
 // dropHeld counts and reports a held frame as dropped, and releases it.
-func (l *linkEnd) dropHeld(f *heldFrame, outbound bool, reason string) {
-	l.drops[reasonIndex(reason)].Add(1)
+func (l *linkEnd) dropHeld(f *heldFrame, dir wire.Direction, reason wire.DropReason) {
+	reason = l.count(reason)
 	if hooks := l.hooks.Load(); hooks != nil && len(*hooks) > 0 {
 		b := f.buf.Flatten()
 		for _, h := range *hooks {
-			h.fn(b, outbound, reason)
+			h.fn(b, dir, reason)
 		}
 	}
 	f.buf.Release()
@@ -154,22 +151,22 @@ func (d *impairDir) seedFor(seed int64, stream, half int) uint64 {
 	binary.LittleEndian.PutUint64(b[:], uint64(seed))
 	h.Write(b[:])
 	h.Write([]byte(d.name))
-	h.Write([]byte{byte(d.which), byte(stream), byte(half)})
+	h.Write([]byte{byte(d.dir), byte(stream), byte(half)}) // 1 out, 2 in: part of the seed
 	return h.Sum64()
 }
 
 // process applies the impairments to one frame and delivers it now, holds
-// it for later, or drops it. It owns f.buf. outbound tells drop hooks which
-// way the frame was going.
+// it for later, or drops it. It owns f.buf.
 func (d *impairDir) process(f heldFrame) {
-	outbound := d.which == FromHost
+	dir := d.dir
 	var frames [2]heldFrame
-	var fates [2]string // "" deliver now, "held", or a drop reason
+	var held [2]bool
+	var drops [2]wire.DropReason // zero: not dropped
 	d.mu.Lock()
 	cfg := &d.cfg
 	if d.lostLocked() {
 		d.mu.Unlock()
-		d.end.dropHeld(&f, outbound, DropLoss)
+		d.end.dropHeld(&f, dir, wire.DropLoss)
 		return
 	}
 	frames[0] = f
@@ -199,7 +196,7 @@ func (d *impairDir) process(f heldFrame) {
 		now := d.sched.now()
 		for i := range n {
 			if d.pending >= limit {
-				fates[i] = DropQueueFull
+				drops[i] = wire.DropQueueFull
 				continue
 			}
 			due := d.rateLocked(now, frames[i].size).Add(d.delayLocked())
@@ -208,18 +205,17 @@ func (d *impairDir) process(f heldFrame) {
 			}
 			d.lastDue = due
 			d.pending++
-			fates[i] = "held"
+			held[i] = true
 			d.sched.add(d, due, frames[i])
 		}
 	}
 	d.mu.Unlock()
 	for i := range n {
-		switch fates[i] {
-		case "":
+		switch {
+		case drops[i] != 0:
+			d.end.dropHeld(&frames[i], dir, drops[i])
+		case !held[i]:
 			d.deliver(&frames[i])
-		case "held":
-		default:
-			d.end.dropHeld(&frames[i], outbound, fates[i])
 		}
 	}
 }

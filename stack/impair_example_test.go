@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // A lossy, slow link in virtual time: the same seed loses the same
@@ -20,9 +21,9 @@ func ExamplePipeEnd_SetImpairments() {
 	ha.AddNIC(a, stack.NICOptions{Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.1/30")}})
 	hb.AddNIC(b, stack.NICOptions{Addresses: []netip.Prefix{netip.MustParsePrefix("10.0.0.2/30")}})
 
-	err := a.SetImpairments(stack.FromHost, stack.Impairments{Loss: 0.2, Delay: 50 * time.Millisecond, Seed: 1})
+	err := a.SetImpairments(wire.Outbound, stack.Impairments{Loss: 0.2, Delay: 50 * time.Millisecond, Seed: 1})
 	fmt.Println("SetImpairments:", err)
-	fmt.Println("bad input:", a.SetImpairments(stack.FromHost, stack.Impairments{Loss: 1.2}))
+	fmt.Println("bad input:", a.SetImpairments(wire.Outbound, stack.Impairments{Loss: 1.2}))
 
 	tx, _ := ha.ListenUDP("udp4", netip.MustParseAddrPort("0.0.0.0:0"))
 	rx, _ := hb.ListenUDP("udp4", netip.MustParseAddrPort("0.0.0.0:9000"))

@@ -3,6 +3,8 @@ package stack
 import (
 	"testing"
 	"time"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // With nothing in force, the hot path's pointer is nil: the impairment
@@ -12,7 +14,7 @@ func TestImpairPointerOnlyWhenActive(t *testing.T) {
 	vc := NewVirtualClock(time.Time{})
 	a, _, _ := NewPipe(PipeOptions{Clock: vc})
 	active := func() [2]bool {
-		return [2]bool{a.impair[dirFromHost].Load() != nil, a.impair[dirToHost].Load() != nil}
+		return [2]bool{a.impair[outIdx].Load() != nil, a.impair[inIdx].Load() != nil}
 	}
 	if got := active(); got != [2]bool{} {
 		t.Fatalf("new pipe end: active %v", got)
@@ -21,15 +23,15 @@ func TestImpairPointerOnlyWhenActive(t *testing.T) {
 	if got := active(); got != [2]bool{} {
 		t.Fatalf("inactive settings: active %v", got)
 	}
-	a.SetImpairments(ToHost, Impairments{Delay: time.Millisecond})
+	a.SetImpairments(wire.Inbound, Impairments{Delay: time.Millisecond})
 	if got := active(); got != [2]bool{false, true} {
-		t.Fatalf("ToHost delay: active %v", got)
+		t.Fatalf("inbound delay: active %v", got)
 	}
 	// Hold a frame, then clear the settings: the pointer stays until the
 	// frame has gone.
-	d := a.dirs[dirToHost]
+	d := a.dirs[inIdx]
 	d.process(heldFrame{size: 20})
-	a.SetImpairments(ToHost, Impairments{})
+	a.SetImpairments(wire.Inbound, Impairments{})
 	if got := active(); got != [2]bool{false, true} {
 		t.Fatalf("cleared with a frame held: active %v", got)
 	}
@@ -37,7 +39,7 @@ func TestImpairPointerOnlyWhenActive(t *testing.T) {
 	if got := active(); got != [2]bool{} {
 		t.Fatalf("after the held frame left: active %v", got)
 	}
-	if c := a.Counters(); c.Drops[DropDetached] != 1 {
+	if c := a.Counters(); c.Drops[wire.DropDetached] != 1 {
 		t.Errorf("the held frame (no NIC attached) was not counted: %+v", c)
 	}
 }
@@ -46,7 +48,7 @@ func TestImpairPointerOnlyWhenActive(t *testing.T) {
 // even ones Validate would refuse: it never wraps around.
 func TestImpairDelaySaturates(t *testing.T) {
 	a, _, _ := NewPipe(PipeOptions{Clock: NewVirtualClock(time.Time{})})
-	d := a.dirs[dirFromHost]
+	d := a.dirs[outIdx]
 	d.set(Impairments{Seed: 1})
 	for _, cfg := range []Impairments{
 		{Jitter: 2000000 * time.Hour, Distribution: Pareto},

@@ -5,6 +5,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // ImpairedLinkOptions configure an ImpairedLink. The zero value is valid.
@@ -18,21 +20,22 @@ type ImpairedLinkOptions struct {
 
 // An ImpairedLink wraps any link endpoint (a TUN device, for instance)
 // and impairs what goes through it, as Port.SetImpairments does on a
-// Switch: FromHost is what the host writes, ToHost what the wrapped link
-// delivers. Attach the ImpairedLink to the host in place of the endpoint
-// it wraps. With no impairment in force it adds one atomic load per frame.
+// Switch: wire.Outbound is what the host writes, wire.Inbound what the
+// wrapped link delivers. Attach the ImpairedLink to the host in place of
+// the endpoint it wraps. With no impairment in force it adds one atomic
+// load per frame.
 //
-// It reports the frames it drops (DropLoss, DropQueueFull, and DropDetached
-// for frames still held when it closes) to drop hooks, as well as those the
-// wrapped link reports if it is a drop reporter, and counts its own in
-// Counters.
+// It reports the frames it drops (wire.DropLoss, wire.DropQueueFull, and
+// wire.DropDetached for frames still held when it closes) to drop hooks,
+// as well as those the wrapped link reports if it is a drop reporter, and
+// counts its own in Counters.
 type ImpairedLink struct {
 	nested.Endpoint
 	linkEnd
 	inner    stack.LinkEndpoint
 	name     string
 	reporter interface {
-		AddDropHook(DropHook) (remove func())
+		AddDropHook(wire.DropHook) (remove func())
 	}
 }
 
@@ -53,9 +56,9 @@ func NewImpairedLink(inner stack.LinkEndpoint, opts ImpairedLinkOptions) *Impair
 	if inner.ARPHardwareType() == header.ARPHardwareEther {
 		hdr = header.EthernetMinimumSize
 	}
-	l.initImpair(opts.Name, hdr, newScheduler(opts.Clock), l.deliverFromHost, l.deliverToHost)
+	l.initImpair(opts.Name, hdr, newScheduler(opts.Clock), l.deliverOutbound, l.deliverInbound)
 	if r, ok := inner.(interface {
-		AddDropHook(DropHook) (remove func())
+		AddDropHook(wire.DropHook) (remove func())
 	}); ok {
 		l.reporter = r
 	}
@@ -69,12 +72,12 @@ func (l *ImpairedLink) Unwrap() stack.LinkEndpoint { return l.inner }
 func (l *ImpairedLink) Name() string { return l.name }
 
 // SetImpairments puts im in force in dir; see Port.SetImpairments.
-func (l *ImpairedLink) SetImpairments(dir Direction, im Impairments) error {
+func (l *ImpairedLink) SetImpairments(dir wire.Direction, im Impairments) error {
 	return l.setImpairments(dir, im)
 }
 
 // Impairments returns the impairments in force in one direction.
-func (l *ImpairedLink) Impairments(dir Direction) Impairments { return l.impairments(dir) }
+func (l *ImpairedLink) Impairments(dir wire.Direction) Impairments { return l.impairments(dir) }
 
 // Counters returns what the impairments did: Drops, Corrupted, Duplicated
 // and Reordered (the frame counters stay zero: the wrapped link has its
@@ -83,7 +86,7 @@ func (l *ImpairedLink) Counters() LinkCounters { return l.counters() }
 
 // AddDropHook registers fn for the frames the impairments drop and, if
 // the wrapped link reports drops, for those too. Capture taps call it.
-func (l *ImpairedLink) AddDropHook(fn DropHook) (remove func()) {
+func (l *ImpairedLink) AddDropHook(fn wire.DropHook) (remove func()) {
 	own := l.linkEnd.AddDropHook(fn)
 	if l.reporter == nil {
 		return own
@@ -94,7 +97,7 @@ func (l *ImpairedLink) AddDropHook(fn DropHook) (remove func()) {
 
 // WritePackets implements stack.LinkWriter.
 func (l *ImpairedLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	d := l.impair[dirFromHost].Load()
+	d := l.impair[outIdx].Load()
 	if d == nil {
 		return l.Endpoint.WritePackets(pkts)
 	}
@@ -106,7 +109,7 @@ func (l *ImpairedLink) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 
 // DeliverNetworkPacket implements stack.NetworkDispatcher.
 func (l *ImpairedLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
-	d := l.impair[dirToHost].Load()
+	d := l.impair[inIdx].Load()
 	if d == nil {
 		l.Endpoint.DeliverNetworkPacket(proto, pkt)
 		return
@@ -114,10 +117,10 @@ func (l *ImpairedLink) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, p
 	d.process(heldFrame{buf: pkt.ToBuffer(), size: pkt.Size(), proto: proto, typ: pkt.PktType})
 }
 
-func (l *ImpairedLink) deliverFromHost(f *heldFrame) {
+func (l *ImpairedLink) deliverOutbound(f *heldFrame) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
 	defer pkt.DecRef()
-	if hdr := l.dirs[dirFromHost].hdrLen; hdr > 0 {
+	if hdr := l.dirs[outIdx].hdrLen; hdr > 0 {
 		pkt.LinkHeader().Consume(hdr)
 	}
 	pkt.NetworkProtocolNumber = f.proto
@@ -126,14 +129,14 @@ func (l *ImpairedLink) deliverFromHost(f *heldFrame) {
 	var list stack.PacketBufferList
 	list.PushBack(pkt)
 	if n, _ := l.Endpoint.WritePackets(list); n < 1 {
-		l.drop(pkt, true, DropWriteError)
+		l.drop(pkt, wire.Outbound, wire.DropWriteError)
 	}
 }
 
-func (l *ImpairedLink) deliverToHost(f *heldFrame) {
+func (l *ImpairedLink) deliverInbound(f *heldFrame) {
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
 	defer pkt.DecRef()
-	if hdr := l.dirs[dirToHost].hdrLen; hdr > 0 {
+	if hdr := l.dirs[inIdx].hdrLen; hdr > 0 {
 		pkt.LinkHeader().Consume(hdr)
 	}
 	pkt.PktType = f.typ
@@ -141,7 +144,7 @@ func (l *ImpairedLink) deliverToHost(f *heldFrame) {
 }
 
 // Close implements stack.LinkEndpoint: frames still held are dropped as
-// DropDetached, then the wrapped link is closed.
+// wire.DropDetached, then the wrapped link is closed.
 func (l *ImpairedLink) Close() {
 	l.purgeImpairments()
 	l.Endpoint.Close()

@@ -13,6 +13,7 @@ import (
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // pipeHosts joins two hosts, a (10.0.0.1) and b (10.0.0.2), by a Pipe and
@@ -93,14 +94,14 @@ func drainSeq(c *stack.UDPConn) []int {
 func TestImpairLossIsSeeded(t *testing.T) {
 	run := func(seed int64) (got []int, c stack.LinkCounters, hooked int) {
 		p := newPipeHosts(t, stack.PipeOptions{Name: "lossy"})
-		remove := p.ea.AddDropHook(func(frame []byte, outbound bool, reason string) {
-			if reason != stack.DropLoss || !outbound {
-				t.Errorf("drop hook: reason %q outbound %v", reason, outbound)
+		remove := p.ea.AddDropHook(func(frame []byte, dir wire.Direction, reason wire.DropReason) {
+			if reason != wire.DropLoss || dir != wire.Outbound {
+				t.Errorf("drop hook: reason %v, direction %v; want loss, outbound", reason, dir)
 			}
 			hooked++
 		})
 		defer remove()
-		if err := p.ea.SetImpairments(stack.FromHost, stack.Impairments{Loss: 0.3, Seed: seed}); err != nil {
+		if err := p.ea.SetImpairments(wire.Outbound, stack.Impairments{Loss: 0.3, Seed: seed}); err != nil {
 			t.Fatal(err)
 		}
 		p.sendSeq(t, 500, 32)
@@ -109,7 +110,7 @@ func TestImpairLossIsSeeded(t *testing.T) {
 	got1, c1, hooked := run(7)
 	got2, _, _ := run(7)
 	got3, _, _ := run(8)
-	lost := c1.Drops[stack.DropLoss]
+	lost := c1.Drops[wire.DropLoss]
 	if uint64(len(got1))+lost != 500 || c1.TxFrames != uint64(len(got1)) || hooked != int(lost) {
 		t.Fatalf("received %d, Tx %d, lost %d, hooked %d: want received+lost = 500", len(got1), c1.TxFrames, lost, hooked)
 	}
@@ -130,7 +131,7 @@ func TestImpairStreamsAreIndependent(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		lostWith := func(im stack.Impairments) []int {
 			p := newPipeHosts(t, stack.PipeOptions{Name: "x"})
-			p.ea.SetImpairments(stack.FromHost, im)
+			p.ea.SetImpairments(wire.Outbound, im)
 			p.sendSeq(t, 200, 32)
 			time.Sleep(time.Second)
 			got := drainSeq(p.cb)
@@ -157,7 +158,7 @@ func TestImpairDelayAndJitter(t *testing.T) {
 		t.Run(dist.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := newPipeHosts(t, stack.PipeOptions{})
-				if err := p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond}); err != nil {
+				if err := p.ea.SetImpairments(wire.Outbound, stack.Impairments{Delay: 20 * time.Millisecond}); err != nil {
 					t.Fatal(err)
 				}
 				start := time.Now()
@@ -166,7 +167,7 @@ func TestImpairDelayAndJitter(t *testing.T) {
 				if d := time.Since(start); d != 20*time.Millisecond {
 					t.Fatalf("delivered after %v, want 20ms", d)
 				}
-				p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond, Distribution: dist, Seed: 1})
+				p.ea.SetImpairments(wire.Outbound, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 10 * time.Millisecond, Distribution: dist, Seed: 1})
 				for i := range 100 {
 					p.sendSeq(t, 1, 10+i)
 					time.Sleep(time.Millisecond)
@@ -187,7 +188,7 @@ func TestImpairJitterSpread(t *testing.T) {
 		t.Run(dist.String(), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				p := newPipeHosts(t, stack.PipeOptions{})
-				p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 100 * time.Millisecond, Jitter: 10 * time.Millisecond, Distribution: dist, Seed: 5})
+				p.ea.SetImpairments(wire.Outbound, stack.Impairments{Delay: 100 * time.Millisecond, Jitter: 10 * time.Millisecond, Distribution: dist, Seed: 5})
 				var delays []float64
 				for range 400 {
 					start := time.Now()
@@ -222,7 +223,7 @@ func TestImpairJitterSpread(t *testing.T) {
 func TestImpairReorderAndDuplicate(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPipeHosts(t, stack.PipeOptions{})
-		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 10 * time.Millisecond, Reorder: 0.25, Duplicate: 0.1, Seed: 2})
+		p.ea.SetImpairments(wire.Outbound, stack.Impairments{Delay: 10 * time.Millisecond, Reorder: 0.25, Duplicate: 0.1, Seed: 2})
 		for range 200 {
 			p.sendSeq(t, 1, 10)
 			time.Sleep(time.Millisecond)
@@ -243,7 +244,7 @@ func TestImpairReorderAndDuplicate(t *testing.T) {
 // checksums drop it.
 func TestImpairCorrupt(t *testing.T) {
 	p := newPipeHosts(t, stack.PipeOptions{})
-	p.eb.SetImpairments(stack.ToHost, stack.Impairments{Corrupt: 1, Seed: 4})
+	p.eb.SetImpairments(wire.Inbound, stack.Impairments{Corrupt: 1, Seed: 4})
 	p.sendSeq(t, 50, 100)
 	if got := drainSeq(p.cb); len(got) != 0 {
 		t.Errorf("received %d corrupted datagrams", len(got))
@@ -262,7 +263,7 @@ func TestImpairRateAndQueue(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPipeHosts(t, stack.PipeOptions{})
 		// 80 kbit/s is 10 kB/s: a 1000-byte IP packet every 100ms.
-		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Rate: 80_000, QueueLimit: 5})
+		p.ea.SetImpairments(wire.Outbound, stack.Impairments{Rate: 80_000, QueueLimit: 5})
 		start := time.Now()
 		p.sendSeq(t, 8, 1000-28)
 		for i := range 5 {
@@ -271,11 +272,11 @@ func TestImpairRateAndQueue(t *testing.T) {
 				t.Errorf("frame %d left after %v, want %v", i, d, want)
 			}
 		}
-		if c := p.ea.Counters(); c.Drops[stack.DropQueueFull] != 3 || c.TxFrames != 5 {
+		if c := p.ea.Counters(); c.Drops[wire.DropQueueFull] != 3 || c.TxFrames != 5 {
 			t.Errorf("counters %+v, want 5 sent and 3 queue-full", c)
 		}
 		// A burst lets frames go at once after an idle time.
-		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Rate: 80_000, RateBurst: 3000})
+		p.ea.SetImpairments(wire.Outbound, stack.Impairments{Rate: 80_000, RateBurst: 3000})
 		time.Sleep(time.Second)
 		start = time.Now()
 		p.sendSeq(t, 4, 1000-28)
@@ -295,11 +296,11 @@ func TestImpairRateAndQueue(t *testing.T) {
 // Gilbert-Elliott loses frames in runs.
 func TestImpairBurstLoss(t *testing.T) {
 	p := newPipeHosts(t, stack.PipeOptions{})
-	p.ea.SetImpairments(stack.FromHost, stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 0.02, R: 0.2}, Seed: 9})
+	p.ea.SetImpairments(wire.Outbound, stack.Impairments{BurstLoss: &stack.GilbertElliott{P: 0.02, R: 0.2}, Seed: 9})
 	p.sendSeq(t, 2000, 10)
 	got := drainSeq(p.cb)
 	lost := 2000 - len(got)
-	if c := p.ea.Counters(); c.Drops[stack.DropLoss] != uint64(lost) || lost == 0 {
+	if c := p.ea.Counters(); c.Drops[wire.DropLoss] != uint64(lost) || lost == 0 {
 		t.Fatalf("lost %d, counted %v", lost, c.Drops)
 	}
 	// Mean burst 1/R = 5 frames: count runs of lost frames.
@@ -320,18 +321,18 @@ func TestImpairBurstLoss(t *testing.T) {
 func TestImpairHeldFramesOnDownAndClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPipeHosts(t, stack.PipeOptions{})
-		p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 50 * time.Millisecond})
+		p.ea.SetImpairments(wire.Outbound, stack.Impairments{Delay: 50 * time.Millisecond})
 		p.sendSeq(t, 3, 10)
 		time.Sleep(10 * time.Millisecond)
 		p.ea.SetLinkUp(false)
 		time.Sleep(100 * time.Millisecond)
 		p.ea.SetLinkUp(true)
-		if c := p.ea.Counters(); c.Drops[stack.DropLinkDown] != 3 || c.TxFrames != 0 {
+		if c := p.ea.Counters(); c.Drops[wire.DropLinkDown] != 3 || c.TxFrames != 0 {
 			t.Errorf("after down: %+v", c)
 		}
 		p.sendSeq(t, 4, 10)
 		p.a.Close()
-		if c := p.ea.Counters(); c.Drops[stack.DropDetached] != 4 {
+		if c := p.ea.Counters(); c.Drops[wire.DropDetached] != 4 {
 			t.Errorf("after close: %+v", c)
 		}
 	})
@@ -367,11 +368,11 @@ func TestImpairChangeWhileRunning(t *testing.T) {
 				if err := p.ea.SetImpairments(stack.BothDirections, settings[i%len(settings)]); err != nil {
 					t.Error(err)
 				}
-				p.eb.SetImpairments(stack.ToHost, settings[(i+1)%len(settings)])
+				p.eb.SetImpairments(wire.Inbound, settings[(i+1)%len(settings)])
 				time.Sleep(time.Millisecond)
 			}
 			p.ea.SetImpairments(stack.BothDirections, stack.Impairments{})
-			p.eb.SetImpairments(stack.ToHost, stack.Impairments{})
+			p.eb.SetImpairments(wire.Inbound, stack.Impairments{})
 		}()
 		wg.Wait()
 		time.Sleep(time.Second)
@@ -393,8 +394,8 @@ func TestImpairSwitchPorts(t *testing.T) {
 		srv2 := listen(t, hosts[2], "udp4", "0.0.0.0:9000")
 		cli := listen(t, hosts[0], "udp4", "0.0.0.0:0")
 		cli.SetBroadcast(true)
-		ports[1].SetImpairments(stack.ToHost, stack.Impairments{Delay: 30 * time.Millisecond})
-		ports[2].SetImpairments(stack.ToHost, stack.Impairments{Delay: 10 * time.Millisecond})
+		ports[1].SetImpairments(wire.Inbound, stack.Impairments{Delay: 30 * time.Millisecond})
+		ports[2].SetImpairments(wire.Inbound, stack.Impairments{Delay: 10 * time.Millisecond})
 		start := time.Now()
 		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("255.255.255.255:9000"))
 		recv(t, srv2)
@@ -405,22 +406,22 @@ func TestImpairSwitchPorts(t *testing.T) {
 		if d := time.Since(start); d != 30*time.Millisecond {
 			t.Errorf("h1 got the broadcast after %v", d)
 		}
-		if got := ports[1].Impairments(stack.ToHost).Delay; got != 30*time.Millisecond {
+		if got := ports[1].Impairments(wire.Inbound).Delay; got != 30*time.Millisecond {
 			t.Errorf("Impairments = %v", got)
 		}
-		if got := ports[1].Impairments(stack.FromHost); !got.IsZero() {
-			t.Errorf("FromHost = %v, want none", got)
+		if got := ports[1].Impairments(wire.Outbound); !got.IsZero() {
+			t.Errorf("Impairments(wire.Outbound) = %v, want none", got)
 		}
 		// A port removed with frames held drops them as detached. (gVisor
 		// sends ARP requests, and the packets waiting for them, from
 		// zero-delay timers: synctest.Wait lets them run.)
 		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("10.0.0.2:9000"))
 		recv(t, srv)
-		ports[1].SetImpairments(stack.ToHost, stack.Impairments{Delay: time.Second})
+		ports[1].SetImpairments(wire.Inbound, stack.Impairments{Delay: time.Second})
 		cli.WriteToUDPAddrPort([]byte("hi"), netip.MustParseAddrPort("10.0.0.2:9000"))
 		synctest.Wait()
 		ports[1].Remove()
-		if c := ports[1].Counters(); c.Drops[stack.DropDetached] != 1 {
+		if c := ports[1].Counters(); c.Drops[wire.DropDetached] != 1 {
 			t.Errorf("removed port: %+v", c)
 		}
 	})
@@ -443,8 +444,8 @@ func TestImpairedLink(t *testing.T) {
 		}
 		ca := listen(t, hosts[0], "udp4", "0.0.0.0:9000")
 		cb := listen(t, hosts[1], "udp4", "0.0.0.0:9000")
-		var reasons []string
-		wrapped.AddDropHook(func(_ []byte, _ bool, reason string) { reasons = append(reasons, reason) })
+		var reasons []wire.DropReason
+		wrapped.AddDropHook(func(_ []byte, _ wire.Direction, reason wire.DropReason) { reasons = append(reasons, reason) })
 		if err := wrapped.SetImpairments(stack.BothDirections, stack.Impairments{Delay: 15 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
@@ -456,14 +457,14 @@ func TestImpairedLink(t *testing.T) {
 		if d := time.Since(start); d != 30*time.Millisecond {
 			t.Errorf("round trip %v, want 30ms", d)
 		}
-		wrapped.SetImpairments(stack.FromHost, stack.Impairments{Loss: 1})
+		wrapped.SetImpairments(wire.Outbound, stack.Impairments{Loss: 1})
 		ca.WriteToUDPAddrPort([]byte("lost"), toB)
 		if err := ea.SetLinkMTU(100); err != nil {
 			t.Fatal(err)
 		}
-		wrapped.SetImpairments(stack.FromHost, stack.Impairments{})
+		wrapped.SetImpairments(wire.Outbound, stack.Impairments{})
 		ca.WriteToUDPAddrPort(make([]byte, 200), toB)
-		if !slices.Equal(reasons, []string{stack.DropLoss, stack.DropMTU}) || wrapped.Counters().Drops[stack.DropLoss] != 1 {
+		if !slices.Equal(reasons, []wire.DropReason{wire.DropLoss, wire.DropMTU}) || wrapped.Counters().Drops[wire.DropLoss] != 1 {
 			t.Errorf("drops reported %v, counted %v", reasons, wrapped.Counters().Drops)
 		}
 	})
@@ -511,7 +512,7 @@ func TestImpairedLinkEthernet(t *testing.T) {
 		}
 		// Corruption flips bits past the Ethernet header only: every frame
 		// reaches the host, whose checksums drop it.
-		wrapped.SetImpairments(stack.ToHost, stack.Impairments{Corrupt: 1, Seed: 1})
+		wrapped.SetImpairments(wire.Inbound, stack.Impairments{Corrupt: 1, Seed: 1})
 		for range 5 {
 			conns[1].WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.1:9000"))
 			time.Sleep(10 * time.Millisecond)

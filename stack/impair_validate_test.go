@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func TestImpairmentsValidate(t *testing.T) {
@@ -50,11 +51,11 @@ func TestImpairmentsValidate(t *testing.T) {
 		} else {
 			t.Logf("%s: %v", c.name, err)
 		}
-		if got := ea.Impairments(stack.FromHost); !got.IsZero() {
+		if got := ea.Impairments(wire.Outbound); !got.IsZero() {
 			t.Errorf("%s: a refused setting was put in force: %v", c.name, got)
 		}
 	}
-	for _, d := range []stack.Direction{0, 4, 7} {
+	for _, d := range []wire.Direction{0, 4, 7} {
 		if err := ea.SetImpairments(d, stack.Impairments{Loss: 0.1}); !errors.Is(err, stack.ErrInvalidImpairments) {
 			t.Errorf("SetImpairments(%v) = %v, want ErrInvalidImpairments", d, err)
 		}

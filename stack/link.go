@@ -5,51 +5,15 @@ import (
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
-
-// Drop reasons reported by links in counters and to drop hooks.
-const (
-	// DropMTU: the frame's IP packet is larger than the link's MTU.
-	DropMTU = "mtu"
-	// DropLinkDown: the port or pipe end is administratively down.
-	DropLinkDown = "link-down"
-	// DropDetached: no NIC is attached to the receiving end (the host
-	// removed it or never attached it), or the link end was closed or
-	// removed while its impairments still held the frame.
-	DropDetached = "detached"
-	// DropMalformed: the frame is too short to carry a link header.
-	DropMalformed = "malformed"
-	// DropQueueFull: a bounded queue on the link was full (an impairment's
-	// delay line or rate-limit queue, see Impairments.QueueLimit).
-	DropQueueFull = "queue-full"
-	// DropLoss: an impairment lost the frame (Impairments.Loss or
-	// Impairments.BurstLoss).
-	DropLoss = "loss"
-	// DropWriteError: the link an ImpairedLink wraps refused a frame that
-	// the impairments had delayed.
-	DropWriteError = "write-error"
-	// DropNoDestination: a Switch had no port to send the frame out of (it
-	// came in through the only port left, or was addressed to a MAC no
-	// port has, flooded to no other port). Counted at the ingress port.
-	DropNoDestination = "no-destination"
-)
-
-// dropReasons lists every reason in a fixed order, for counters.
-var dropReasons = [...]string{DropMTU, DropLinkDown, DropDetached, DropMalformed, DropQueueFull, DropLoss, DropWriteError, DropNoDestination}
-
-func reasonIndex(reason string) int {
-	for i, r := range dropReasons {
-		if r == reason {
-			return i
-		}
-	}
-	panic("stack: unknown drop reason " + reason) // programming error inside this package
-}
 
 // LinkCounters are the counters of one end of a link (a Switch port or a
-// Pipe end), seen from the host attached to it: Tx is host → link, Rx is
-// link → host. Every frame that reaches the link is either counted in
-// Tx/Rx or in Drops under its reason.
+// Pipe end), seen from the host attached to it: Tx counts the frames going
+// wire.Outbound (host → link), Rx those going wire.Inbound (link → host).
+// Every frame that reaches the link is either counted in Tx/Rx or in Drops
+// under its reason.
 type LinkCounters struct {
 	TxFrames, TxBytes uint64
 	RxFrames, RxBytes uint64
@@ -64,9 +28,9 @@ type LinkCounters struct {
 	// (both copies count in Tx/Rx); a reordered frame skipped the delay and
 	// overtook frames sent before it.
 	Corrupted, Duplicated, Reordered uint64
-	// Drops counts dropped frames by reason (DropMTU, ...). Only reasons
-	// with a non-zero count are present.
-	Drops map[string]uint64
+	// Drops counts dropped frames by reason (wire.DropMTU, ...). Only
+	// reasons with a non-zero count are present.
+	Drops map[wire.DropReason]uint64
 }
 
 // Dropped returns the total number of dropped frames.
@@ -78,23 +42,17 @@ func (c LinkCounters) Dropped() uint64 {
 	return n
 }
 
-// DropHook is called for every frame a link drops. frame is the whole frame
-// (with its Ethernet header on Ethernet links) and is only valid during the
-// call; outbound is true for a frame the attached host was sending. It is
-// called on the goroutine that was delivering the frame and must not block.
-type DropHook = func(frame []byte, outbound bool, reason string)
-
 // linkEnd holds what every link end shares: counters, drop hooks, up/down
 // state and the attached dispatcher.
 type linkEnd struct {
 	txFrames, txBytes atomic.Uint64
 	rxFrames, rxBytes atomic.Uint64
 	filtered          atomic.Uint64
-	drops             [len(dropReasons)]atomic.Uint64
+	drops             [wire.MaxDropReason + 1]atomic.Uint64 // by reason
 
 	corrupted, duplicated, reordered atomic.Uint64
 
-	// impair holds, per direction (dirFromHost, dirToHost), the
+	// impair holds, per direction (outIdx, inIdx), the
 	// impairments in force, or nil when there are none and no delayed frame
 	// is pending: the only cost of the impairment layer on an unimpaired
 	// link is loading it.
@@ -117,7 +75,7 @@ type linkEnd struct {
 
 type dispatcherBox struct{ d stack.NetworkDispatcher }
 
-type hookEntry struct{ fn DropHook }
+type hookEntry struct{ fn wire.DropHook }
 
 func (l *linkEnd) counters() LinkCounters {
 	c := LinkCounters{
@@ -129,9 +87,9 @@ func (l *linkEnd) counters() LinkCounters {
 	for i := range l.drops {
 		if v := l.drops[i].Load(); v != 0 {
 			if c.Drops == nil {
-				c.Drops = make(map[string]uint64)
+				c.Drops = make(map[wire.DropReason]uint64)
 			}
-			c.Drops[dropReasons[i]] = v
+			c.Drops[wire.DropReason(i)] = v
 		}
 	}
 	return c
@@ -140,7 +98,7 @@ func (l *linkEnd) counters() LinkCounters {
 // AddDropHook registers fn to be called for every frame this link end drops
 // and returns a function that removes it. Capture taps use it to record
 // drops with their reason.
-func (l *linkEnd) AddDropHook(fn DropHook) (remove func()) {
+func (l *linkEnd) AddDropHook(fn wire.DropHook) (remove func()) {
 	e := &hookEntry{fn: fn}
 	l.hooksMu.Lock()
 	defer l.hooksMu.Unlock()
@@ -168,8 +126,8 @@ func (l *linkEnd) AddDropHook(fn DropHook) (remove func()) {
 }
 
 // drop counts a dropped packet under reason and reports it to the hooks.
-func (l *linkEnd) drop(pkt *stack.PacketBuffer, outbound bool, reason string) {
-	l.drops[reasonIndex(reason)].Add(1)
+func (l *linkEnd) drop(pkt *stack.PacketBuffer, dir wire.Direction, reason wire.DropReason) {
+	reason = l.count(reason)
 	hooks := l.hooks.Load()
 	if hooks == nil || len(*hooks) == 0 {
 		return
@@ -177,18 +135,29 @@ func (l *linkEnd) drop(pkt *stack.PacketBuffer, outbound bool, reason string) {
 	v := pkt.ToView()
 	defer v.Release()
 	for _, h := range *hooks {
-		h.fn(v.AsSlice(), outbound, reason)
+		h.fn(v.AsSlice(), dir, reason)
 	}
 }
 
 // dropBytes is drop for a frame held as bytes.
-func (l *linkEnd) dropBytes(frame []byte, outbound bool, reason string) {
-	l.drops[reasonIndex(reason)].Add(1)
+func (l *linkEnd) dropBytes(frame []byte, dir wire.Direction, reason wire.DropReason) {
+	reason = l.count(reason)
 	if hooks := l.hooks.Load(); hooks != nil {
 		for _, h := range *hooks {
-			h.fn(frame, outbound, reason)
+			h.fn(frame, dir, reason)
 		}
 	}
+}
+
+// count counts a drop under reason, or under wire.DropUnknown for a reason
+// outside the enumeration (a bug here, but no reason to panic or to lose
+// the drop), and returns the reason counted.
+func (l *linkEnd) count(reason wire.DropReason) wire.DropReason {
+	if reason == 0 || reason > wire.MaxDropReason {
+		reason = wire.DropUnknown
+	}
+	l.drops[reason].Add(1)
+	return reason
 }
 
 func (l *linkEnd) attach(d stack.NetworkDispatcher) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Closing a host fails its conns: a blocked read returns an error that
@@ -125,9 +126,9 @@ func TestCloseCountsUnread(t *testing.T) {
 func TestSwitchNoDestination(t *testing.T) {
 	_, hosts, ports := lan(t, 1500, 1500)
 	ports[1].Remove()
-	dropped := make(chan string, 10)
-	ports[0].AddDropHook(func(_ []byte, outbound bool, reason string) {
-		if outbound {
+	dropped := make(chan wire.DropReason, 10)
+	ports[0].AddDropHook(func(_ []byte, dir wire.Direction, reason wire.DropReason) {
+		if dir == wire.Outbound {
 			dropped <- reason
 		}
 	})
@@ -135,10 +136,10 @@ func TestSwitchNoDestination(t *testing.T) {
 	if _, err := tx.WriteToUDPAddrPort([]byte("x"), netip.MustParseAddrPort("10.0.0.2:7")); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-dropped; r != stack.DropNoDestination { // the ARP request
-		t.Errorf("drop reason %q, want %q", r, stack.DropNoDestination)
+	if r := <-dropped; r != wire.DropNoDestination { // the ARP request
+		t.Errorf("drop reason %v, want %v", r, wire.DropNoDestination)
 	}
-	if n := ports[0].Counters().Drops[stack.DropNoDestination]; n == 0 {
+	if n := ports[0].Counters().Drops[wire.DropNoDestination]; n == 0 {
 		t.Errorf("no no-destination drop counted")
 	}
 }

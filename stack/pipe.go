@@ -4,6 +4,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // PipeOptions configure a Pipe. The zero value is a 1500-MTU pipe named
@@ -21,7 +23,7 @@ type PipeOptions struct {
 // NewPipe returns the two ends of a point-to-point IP link (no Ethernet
 // header, no ARP: like a TUN device or a PPP link). Packets are delivered
 // synchronously to the other end; packets larger than the MTU are dropped
-// and counted (DropMTU), whatever MTU the sending NIC has. Each end can
+// and counted (wire.DropMTU), whatever MTU the sending NIC has. Each end can
 // impair what goes through it (PipeEnd.SetImpairments); one scheduler
 // delivers the delayed packets of both ends.
 func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
@@ -41,7 +43,7 @@ func NewPipe(opts PipeOptions) (a, b *PipeEnd, err error) {
 	for _, e := range []*PipeEnd{a, b} {
 		e.mtu.Store(uint32(opts.MTU))
 		e.nicMTU.Store(uint32(opts.MTU))
-		e.initImpair(e.name, 0, sched, e.deliverFromHost, e.deliverToHost)
+		e.initImpair(e.name, 0, sched, e.deliverOutbound, e.deliverInbound)
 	}
 	return a, b, nil
 }
@@ -66,23 +68,23 @@ func (e *PipeEnd) Peer() *PipeEnd { return e.peer }
 func (e *PipeEnd) Counters() LinkCounters { return e.counters() }
 
 // SetLinkUp brings this end up or down. A down end drops (and counts, as
-// DropLinkDown) every packet in both directions.
+// wire.DropLinkDown) every packet in both directions.
 func (e *PipeEnd) SetLinkUp(up bool) { e.down.Store(!up) }
 
 // SetImpairments puts im in force for the packets going through this end in
-// dir (FromHost: sent by the attached host; ToHost: delivered to it;
-// BothDirections: each with the same settings). It may be called at any
+// dir (wire.Outbound: sent by the attached host; wire.Inbound: delivered to
+// it; BothDirections: each with the same settings). It may be called at any
 // time, from any goroutine, also while traffic flows: packets already
 // delayed keep their schedule. The zero Impairments remove every
 // impairment. A bad setting is an error wrapping ErrInvalidImpairments,
 // and changes nothing.
-func (e *PipeEnd) SetImpairments(dir Direction, im Impairments) error {
+func (e *PipeEnd) SetImpairments(dir wire.Direction, im Impairments) error {
 	return e.setImpairments(dir, im)
 }
 
-// Impairments returns the impairments in force in one direction (FromHost
-// or ToHost).
-func (e *PipeEnd) Impairments(dir Direction) Impairments { return e.impairments(dir) }
+// Impairments returns the impairments in force in one direction
+// (wire.Outbound or wire.Inbound).
+func (e *PipeEnd) Impairments(dir wire.Direction) Impairments { return e.impairments(dir) }
 
 // SetLinkMTU changes the MTU this end enforces on packets it sends and
 // receives (not the NIC's MTU). An MTU out of [68, 65535] is an error and
@@ -101,13 +103,13 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 		size := pkt.Size()
 		switch {
 		case e.down.Load():
-			e.drop(pkt, true, DropLinkDown)
+			e.drop(pkt, wire.Outbound, wire.DropLinkDown)
 			continue
 		case size > int(e.mtu.Load()):
-			e.drop(pkt, true, DropMTU)
+			e.drop(pkt, wire.Outbound, wire.DropMTU)
 			continue
 		}
-		if d := e.impair[dirFromHost].Load(); d != nil {
+		if d := e.impair[outIdx].Load(); d != nil {
 			d.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: pkt.NetworkProtocolNumber})
 			continue
 		}
@@ -118,11 +120,11 @@ func (e *PipeEnd) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	return pkts.Len(), nil
 }
 
-// deliverFromHost moves a packet this end's FromHost impairments let go to
+// deliverOutbound moves a packet this end's outbound impairments let go to
 // the peer.
-func (e *PipeEnd) deliverFromHost(f *heldFrame) {
+func (e *PipeEnd) deliverOutbound(f *heldFrame) {
 	if e.down.Load() {
-		e.dropHeld(f, true, DropLinkDown)
+		e.dropHeld(f, wire.Outbound, wire.DropLinkDown)
 		return
 	}
 	e.txFrames.Add(1)
@@ -133,16 +135,16 @@ func (e *PipeEnd) deliverFromHost(f *heldFrame) {
 	pkt.DecRef()
 }
 
-// deliverToHost moves a packet this end's ToHost impairments let go to the
-// attached NIC.
-func (e *PipeEnd) deliverToHost(f *heldFrame) {
+// deliverInbound moves a packet this end's inbound impairments let go to
+// the attached NIC.
+func (e *PipeEnd) deliverInbound(f *heldFrame) {
 	if e.down.Load() {
-		e.dropHeld(f, false, DropLinkDown)
+		e.dropHeld(f, wire.Inbound, wire.DropLinkDown)
 		return
 	}
 	d := e.getDispatcher()
 	if d == nil {
-		e.dropHeld(f, false, DropDetached)
+		e.dropHeld(f, wire.Inbound, wire.DropDetached)
 		return
 	}
 	e.rxFrames.Add(1)
@@ -155,18 +157,18 @@ func (e *PipeEnd) deliverToHost(f *heldFrame) {
 func (e *PipeEnd) receive(pkt *stack.PacketBuffer, size int) {
 	switch {
 	case e.down.Load():
-		e.drop(pkt, false, DropLinkDown)
+		e.drop(pkt, wire.Inbound, wire.DropLinkDown)
 		return
 	case size > int(e.mtu.Load()):
-		e.drop(pkt, false, DropMTU)
+		e.drop(pkt, wire.Inbound, wire.DropMTU)
 		return
 	}
 	d := e.getDispatcher()
 	if d == nil {
-		e.drop(pkt, false, DropDetached)
+		e.drop(pkt, wire.Inbound, wire.DropDetached)
 		return
 	}
-	if imp := e.impair[dirToHost].Load(); imp != nil {
+	if imp := e.impair[inIdx].Load(); imp != nil {
 		imp.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: pkt.NetworkProtocolNumber})
 		return
 	}
@@ -214,7 +216,7 @@ func (e *PipeEnd) AddHeader(*stack.PacketBuffer) {}
 func (e *PipeEnd) ParseHeader(*stack.PacketBuffer) bool { return true }
 
 // Close implements stack.LinkEndpoint. Packets this end's impairments
-// still hold are dropped as DropDetached.
+// still hold are dropped as wire.DropDetached.
 func (e *PipeEnd) Close() {
 	e.runOnClose()
 	e.purgeImpairments()

@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -109,15 +110,15 @@ func TestBroadcastAndMTUDrop(t *testing.T) {
 	}
 	// 1400 bytes fit host a's 1500 MTU but not port c's 576: dropped there
 	// (once ARP has resolved, which happens on another goroutine).
-	dropped := make(chan string, 1)
-	ports[2].AddDropHook(func(frame []byte, outbound bool, reason string) { dropped <- reason })
+	dropped := make(chan wire.DropReason, 1)
+	ports[2].AddDropHook(func(frame []byte, dir wire.Direction, reason wire.DropReason) { dropped <- reason })
 	if _, err := tx.WriteToUDPAddrPort(make([]byte, 1400), netip.MustParseAddrPort("10.0.0.3:5000")); err != nil {
 		t.Fatal(err)
 	}
-	if r := <-dropped; r != stack.DropMTU {
-		t.Fatalf("drop reason %q", r)
+	if r := <-dropped; r != wire.DropMTU {
+		t.Fatalf("drop reason %v, want mtu", r)
 	}
-	if got := ports[2].Counters().Drops[stack.DropMTU]; got != 1 {
+	if got := ports[2].Counters().Drops[wire.DropMTU]; got != 1 {
 		t.Fatalf("MTU drops on port c = %d, want 1 (%+v)", got, ports[2].Counters())
 	}
 	if _, err := tx.WriteToUDPAddrPort(make([]byte, 1400), netip.MustParseAddrPort("10.0.0.2:5000")); err != nil {

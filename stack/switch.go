@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // DefaultMTU is the MTU of a Switch port or Pipe whose options leave it 0.
@@ -54,7 +56,7 @@ type SwitchOptions struct {
 // on the goroutine of the host that sent it, with no queue in between, so
 // nothing can overflow. Each port enforces its MTU on the frames that enter
 // and leave the switch through it; a frame too big for a port is dropped
-// and counted (DropMTU), whatever MTU the sending NIC has.
+// and counted (wire.DropMTU), whatever MTU the sending NIC has.
 //
 // Each port can impair the frames that go through it, in each direction
 // (Port.SetImpairments). Frames an impairment delays are delivered by one
@@ -147,7 +149,7 @@ func (sw *Switch) NewPort(opts PortOptions) (*Port, error) {
 	p := &Port{sw: sw, num: num, name: fmt.Sprintf("%s/port%d", sw.name, num), mac: addr, key: mac([]byte(addr))}
 	p.mtu.Store(uint32(opts.MTU))
 	p.nicMTU.Store(uint32(opts.NICMTU))
-	p.initImpair(p.name, header.EthernetMinimumSize, sw.sched, p.deliverFromHost, p.deliverToHost)
+	p.initImpair(p.name, header.EthernetMinimumSize, sw.sched, p.deliverOutbound, p.deliverInbound)
 	next := append(append([]*Port(nil), *sw.ports.Load()...), p)
 	sw.ports.Store(&next)
 	return p, nil
@@ -202,14 +204,14 @@ func (sw *Switch) lookup(dst mac) *Port {
 func (sw *Switch) ingress(in *Port, pkt *stack.PacketBuffer) {
 	size := pkt.Size()
 	if len(pkt.LinkHeader().Slice()) < header.EthernetMinimumSize {
-		in.drop(pkt, true, DropMalformed)
+		in.drop(pkt, wire.Outbound, wire.DropMalformed)
 		return
 	}
 	if size-header.EthernetMinimumSize > int(in.mtu.Load()) {
-		in.drop(pkt, true, DropMTU)
+		in.drop(pkt, wire.Outbound, wire.DropMTU)
 		return
 	}
-	if d := in.impair[dirFromHost].Load(); d != nil {
+	if d := in.impair[outIdx].Load(); d != nil {
 		d.process(heldFrame{buf: pkt.ToBuffer(), size: size})
 		return
 	}
@@ -261,7 +263,7 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 		out.receive(pkt, size, proto, typ)
 	}
 	if !flooded {
-		in.drop(pkt, true, DropNoDestination)
+		in.drop(pkt, wire.Outbound, wire.DropNoDestination)
 	}
 }
 
@@ -298,23 +300,24 @@ func (p *Port) Switch() *Switch { return p.sw }
 func (p *Port) Counters() LinkCounters { return p.counters() }
 
 // SetLinkUp brings the port up or down. A down port drops (and counts, as
-// DropLinkDown) every frame in both directions.
+// wire.DropLinkDown) every frame in both directions.
 func (p *Port) SetLinkUp(up bool) { p.down.Store(!up) }
 
 // SetImpairments puts im in force for the frames going through the port in
-// dir (FromHost: from the attached host into the switch; ToHost: from the
-// switch to the host; BothDirections: each with the same settings). It may
+// dir (wire.Outbound: from the attached host into the switch; wire.Inbound:
+// from the switch to the host; BothDirections: each with the same
+// settings). It may
 // be called at any time, from any goroutine, also while traffic flows:
 // frames already delayed keep their schedule. The zero Impairments remove
 // every impairment. A bad setting is an error wrapping
 // ErrInvalidImpairments, and changes nothing.
-func (p *Port) SetImpairments(dir Direction, im Impairments) error {
+func (p *Port) SetImpairments(dir wire.Direction, im Impairments) error {
 	return p.setImpairments(dir, im)
 }
 
-// Impairments returns the impairments in force in one direction (FromHost
-// or ToHost).
-func (p *Port) Impairments(dir Direction) Impairments { return p.impairments(dir) }
+// Impairments returns the impairments in force in one direction
+// (wire.Outbound or wire.Inbound).
+func (p *Port) Impairments(dir wire.Direction) Impairments { return p.impairments(dir) }
 
 // SetPortMTU changes the MTU the port enforces (not the NIC's MTU). An MTU
 // out of [68, 65535] is an error and changes nothing.
@@ -330,7 +333,8 @@ func (p *Port) SetPortMTU(mtu int) error {
 func (p *Port) PortMTU() int { return int(p.mtu.Load()) }
 
 // Remove takes the port out of its switch; frames written to it afterwards
-// are dropped as DropDetached. Removing the NIC from its host does the same.
+// are dropped as wire.DropDetached. Removing the NIC from its host does
+// the same.
 func (p *Port) Remove() {
 	if p.closed.CompareAndSwap(false, true) {
 		p.sw.removePort(p)
@@ -342,22 +346,22 @@ func (p *Port) Remove() {
 func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkProtocolNumber, typ tcpip.PacketType) {
 	switch {
 	case p.down.Load():
-		p.drop(pkt, false, DropLinkDown)
+		p.drop(pkt, wire.Inbound, wire.DropLinkDown)
 		return
 	case size-header.EthernetMinimumSize > int(p.mtu.Load()):
-		p.drop(pkt, false, DropMTU)
+		p.drop(pkt, wire.Inbound, wire.DropMTU)
 		return
 	}
 	d := p.getDispatcher()
 	if d == nil {
-		p.drop(pkt, false, DropDetached)
+		p.drop(pkt, wire.Inbound, wire.DropDetached)
 		return
 	}
 	if typ == tcpip.PacketOtherHost {
 		p.filtered.Add(1)
 		return
 	}
-	if imp := p.impair[dirToHost].Load(); imp != nil {
+	if imp := p.impair[inIdx].Load(); imp != nil {
 		imp.process(heldFrame{buf: pkt.ToBuffer(), size: size, proto: proto, typ: typ})
 		return
 	}
@@ -370,15 +374,15 @@ func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkPro
 	in.DecRef()
 }
 
-// deliverFromHost moves a frame the port's FromHost impairments let go
+// deliverOutbound moves a frame the port's outbound impairments let go
 // into the switch.
-func (p *Port) deliverFromHost(f *heldFrame) {
+func (p *Port) deliverOutbound(f *heldFrame) {
 	switch {
 	case p.down.Load():
-		p.dropHeld(f, true, DropLinkDown)
+		p.dropHeld(f, wire.Outbound, wire.DropLinkDown)
 		return
 	case p.closed.Load():
-		p.dropHeld(f, true, DropDetached)
+		p.dropHeld(f, wire.Outbound, wire.DropDetached)
 		return
 	}
 	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: f.buf})
@@ -387,16 +391,16 @@ func (p *Port) deliverFromHost(f *heldFrame) {
 	pkt.DecRef()
 }
 
-// deliverToHost moves a frame the port's ToHost impairments let go to the
-// attached NIC.
-func (p *Port) deliverToHost(f *heldFrame) {
+// deliverInbound moves a frame the port's inbound impairments let go to
+// the attached NIC.
+func (p *Port) deliverInbound(f *heldFrame) {
 	if p.down.Load() {
-		p.dropHeld(f, false, DropLinkDown)
+		p.dropHeld(f, wire.Inbound, wire.DropLinkDown)
 		return
 	}
 	d := p.getDispatcher()
 	if d == nil {
-		p.dropHeld(f, false, DropDetached)
+		p.dropHeld(f, wire.Inbound, wire.DropDetached)
 		return
 	}
 	p.rxFrames.Add(1)
@@ -413,9 +417,9 @@ func (p *Port) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	for _, pkt := range pkts.AsSlice() {
 		switch {
 		case p.down.Load():
-			p.drop(pkt, true, DropLinkDown)
+			p.drop(pkt, wire.Outbound, wire.DropLinkDown)
 		case p.closed.Load():
-			p.drop(pkt, true, DropDetached)
+			p.drop(pkt, wire.Outbound, wire.DropDetached)
 		default:
 			p.sw.ingress(p, pkt)
 		}

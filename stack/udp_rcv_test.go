@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // fill sends count datagrams of size bytes from a fresh conn to c, which
@@ -190,7 +191,7 @@ func TestBadChecksumIsNotNoListener(t *testing.T) {
 	from := listen(t, hosts[0], "udp4", "0.0.0.0:0")
 	// Corrupt one byte of the UDP destination port of every frame a
 	// sends, by an impairment that flips a bit.
-	if err := ports[0].SetImpairments(stack.FromHost, stack.Impairments{Corrupt: 1, Seed: 1}); err != nil {
+	if err := ports[0].SetImpairments(wire.Outbound, stack.Impairments{Corrupt: 1, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	for range 50 {

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Impairments with a VirtualClock: nothing moves until the clock does.
 func TestImpairVirtualClock(t *testing.T) {
 	vc := stack.NewVirtualClock(time.Time{})
 	p := newPipeHosts(t, stack.PipeOptions{Clock: vc})
-	p.ea.SetImpairments(stack.FromHost, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Seed: 1})
+	p.ea.SetImpairments(wire.Outbound, stack.Impairments{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond, Seed: 1})
 	p.sendSeq(t, 10, 10)
 	if got := drainSeq(p.cb); len(got) != 0 {
 		t.Fatalf("delivered %v before the clock moved", got)

@@ -5,34 +5,15 @@ import (
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
-// Drop reasons, in counters and in drop hooks. They are the words package
-// stack's links use for the same causes, so captures read alike.
-const (
-	// DropMTU: the IP packet is larger than the device's MTU. The kernel
-	// does not check what userspace writes to a TUN/TAP device, so the
-	// Device does, in both directions.
-	DropMTU = "mtu"
-	// DropLinkDown: the device vanished or was closed; the frame was
-	// written after that.
-	DropLinkDown = "link-down"
-	// DropDetached: a frame arrived while no NIC was attached.
-	DropDetached = "detached"
-	// DropMalformed: a frame read from the device is too short for its
-	// link header, or (TUN) is neither IPv4 nor IPv6.
-	DropMalformed = "malformed"
-	// DropWriteError: the kernel refused the frame (an errno other than
-	// the device vanishing); Counters.Errors counts it too.
-	DropWriteError = "write-error"
-)
-
-var dropReasons = [...]string{DropMTU, DropLinkDown, DropDetached, DropMalformed, DropWriteError}
-
-// Counters are a Device's counters, seen from the attached host: Tx is
-// host → device (→ kernel), Rx is device → host. Every frame the host
-// writes and every frame read from the device is counted in Tx or Rx, in
-// Filtered, or in Drops under its reason.
+// Counters are a Device's counters, seen from the attached host: Tx counts
+// the frames going wire.Outbound (host → device → kernel), Rx those going
+// wire.Inbound (device → host). Every frame the host writes and every frame
+// read from the device is counted in Tx or Rx, in Filtered, or in Drops
+// under its reason.
 type Counters struct {
 	TxFrames, TxBytes uint64
 	RxFrames, RxBytes uint64
@@ -43,9 +24,21 @@ type Counters struct {
 	// Errors counts reads and writes the device failed, including the
 	// read that found the device gone.
 	Errors uint64
-	// Drops counts dropped frames by reason (DropMTU, ...). Only reasons
-	// with a non-zero count are present.
-	Drops map[string]uint64
+	// Drops counts dropped frames by reason. Only reasons with a non-zero
+	// count are present. A Device drops frames for these reasons:
+	//
+	//   - wire.DropMTU: the IP packet is larger than the device's MTU. The
+	//     kernel does not check what userspace writes to a TUN/TAP device,
+	//     so the Device does, in both directions.
+	//   - wire.DropLinkDown: the kernel's end of the device is down (Linux
+	//     answers EIO), or the device vanished or was closed and the frame
+	//     was written after that.
+	//   - wire.DropDetached: a frame arrived while no NIC was attached.
+	//   - wire.DropMalformed: a frame read from the device is too short
+	//     for its link header, or (TUN) is neither IPv4 nor IPv6.
+	//   - wire.DropWriteError: the kernel refused the frame (an errno other
+	//     than the device vanishing); Errors counts it too.
+	Drops map[wire.DropReason]uint64
 }
 
 // Dropped returns the total number of dropped frames.
@@ -57,25 +50,18 @@ func (c Counters) Dropped() uint64 {
 	return n
 }
 
-// DropHook is called for every frame a Device drops: frame is the whole
-// frame (with its Ethernet header on a TAP device), valid only during the
-// call; outbound is true for a frame the host was sending. It runs on the
-// goroutine that was moving the frame (the host's sender, or the Device's
-// reader) and must not block.
-type DropHook = func(frame []byte, outbound bool, reason string)
-
 // counters holds a Device's counters and drop hooks.
 type counters struct {
 	txFrames, txBytes atomic.Uint64
 	rxFrames, rxBytes atomic.Uint64
 	filtered, errors  atomic.Uint64
-	drops             [len(dropReasons)]atomic.Uint64
+	drops             [wire.MaxDropReason + 1]atomic.Uint64 // by reason
 
 	hooksMu sync.Mutex
 	hooks   atomic.Pointer[[]*hookEntry]
 }
 
-type hookEntry struct{ fn DropHook }
+type hookEntry struct{ fn wire.DropHook }
 
 func (c *counters) snapshot() Counters {
 	s := Counters{
@@ -86,15 +72,15 @@ func (c *counters) snapshot() Counters {
 	for i := range c.drops {
 		if v := c.drops[i].Load(); v != 0 {
 			if s.Drops == nil {
-				s.Drops = make(map[string]uint64)
+				s.Drops = make(map[wire.DropReason]uint64)
 			}
-			s.Drops[dropReasons[i]] = v
+			s.Drops[wire.DropReason(i)] = v
 		}
 	}
 	return s
 }
 
-func (c *counters) addHook(fn DropHook) (remove func()) {
+func (c *counters) addHook(fn wire.DropHook) (remove func()) {
 	e := &hookEntry{fn: fn}
 	c.hooksMu.Lock()
 	defer c.hooksMu.Unlock()
@@ -120,17 +106,17 @@ func (c *counters) addHook(fn DropHook) (remove func()) {
 }
 
 // dropBytes counts a dropped frame held as bytes and reports it.
-func (c *counters) dropBytes(frame []byte, outbound bool, reason int) {
+func (c *counters) dropBytes(frame []byte, dir wire.Direction, reason wire.DropReason) {
 	c.drops[reason].Add(1)
 	if hooks := c.hooks.Load(); hooks != nil {
 		for _, h := range *hooks {
-			h.fn(frame, outbound, dropReasons[reason])
+			h.fn(frame, dir, reason)
 		}
 	}
 }
 
 // dropPacket counts a dropped outbound packet and reports it.
-func (c *counters) dropPacket(pkt *stack.PacketBuffer, reason int) {
+func (c *counters) dropPacket(pkt *stack.PacketBuffer, reason wire.DropReason) {
 	c.drops[reason].Add(1)
 	hooks := c.hooks.Load()
 	if hooks == nil || len(*hooks) == 0 {
@@ -139,15 +125,6 @@ func (c *counters) dropPacket(pkt *stack.PacketBuffer, reason int) {
 	v := pkt.ToView()
 	defer v.Release()
 	for _, h := range *hooks {
-		h.fn(v.AsSlice(), true, dropReasons[reason])
+		h.fn(v.AsSlice(), wire.Outbound, reason)
 	}
 }
-
-// Indexes of dropReasons.
-const (
-	dropMTU = iota
-	dropLinkDown
-	dropDetached
-	dropMalformed
-	dropWriteError
-)

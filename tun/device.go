@@ -8,6 +8,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Device is an open TUN or TAP device and the gVisor link endpoint of the
@@ -96,8 +98,10 @@ func (d *Device) Counters() Counters { return d.snapshot() }
 
 // AddDropHook registers fn to be called for every frame the device drops
 // and returns a function that removes it. Capture taps use it to record
-// drops with their reason.
-func (d *Device) AddDropHook(fn func(frame []byte, outbound bool, reason string)) (remove func()) {
+// drops with their reason. fn runs on the goroutine that was moving the
+// frame: the host's sender (wire.Outbound) or the Device's reader
+// (wire.Inbound).
+func (d *Device) AddDropHook(fn wire.DropHook) (remove func()) {
 	return d.addHook(fn)
 }
 
@@ -128,8 +132,9 @@ func (d *Device) fail(err *Error) {
 
 // Close implements stack.LinkEndpoint. It closes the device, which the
 // kernel removes if Open created it (one Open attached to gets back the
-// MTU it had), waits for the reader goroutine to exit and closes Done. Frames the host writes afterwards are dropped
-// (DropLinkDown). Calling Close again only waits.
+// MTU it had), waits for the reader goroutine to exit and closes Done.
+// Frames the host writes afterwards are dropped (wire.DropLinkDown).
+// Calling Close again only waits.
 func (d *Device) Close() {
 	d.mu.Lock()
 	first := !d.closed
@@ -172,7 +177,7 @@ func (d *Device) SetOnCloseAction(fn func()) {
 
 // Attach implements stack.LinkEndpoint. The first attach starts the reader
 // goroutine; frames read while no NIC is attached are dropped
-// (DropDetached).
+// (wire.DropDetached).
 func (d *Device) Attach(disp stack.NetworkDispatcher) {
 	if disp == nil {
 		d.dispatcher.Store(nil)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/tun"
 	"github.com/dgramlab/dgramlab/tun/tuntest"
+	"github.com/dgramlab/dgramlab/wire"
 	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -221,17 +222,17 @@ type lab struct {
 }
 
 type drop struct {
-	size     int
-	outbound bool
-	reason   string
+	size   int
+	dir    wire.Direction
+	reason wire.DropReason
 }
 
 func newLab(t *testing.T, tap bool) *lab {
 	ns := tuntest.NewNetns(t)
 	l := &lab{ns: ns, disp: newDispatcher(), drops: make(chan drop, 100)}
 	l.dev = open(t, ns, tun.Options{Name: "dgl0", TAP: tap, Create: true})
-	remove := l.dev.AddDropHook(func(frame []byte, outbound bool, reason string) {
-		l.drops <- drop{len(frame), outbound, reason}
+	remove := l.dev.AddDropHook(func(frame []byte, dir wire.Direction, reason wire.DropReason) {
+		l.drops <- drop{len(frame), dir, reason}
 	})
 	t.Cleanup(remove)
 	ns.IP(t, "addr", "add", "10.99.0.1/24", "dev", "dgl0")
@@ -327,7 +328,7 @@ func TestTraffic(t *testing.T) {
 		if tcpipErr := l.write(big); tcpipErr != nil {
 			t.Fatalf("WritePackets(oversize) = %v, want a silent drop", tcpipErr)
 		}
-		if d := l.waitDrop(t); d != (drop{len(big), true, tun.DropMTU}) {
+		if d := l.waitDrop(t); d != (drop{len(big), wire.Outbound, wire.DropMTU}) {
 			t.Errorf("drop = %+v, want %d-byte outbound mtu", d, len(big))
 		}
 
@@ -337,7 +338,7 @@ func TestTraffic(t *testing.T) {
 		if _, err := l.kernel.WriteToUDPAddrPort(make([]byte, 2000), hostAddr); err != nil {
 			t.Fatal(err)
 		}
-		if d := l.waitDrop(t); d != (drop{hdr + 2028, false, tun.DropMTU}) {
+		if d := l.waitDrop(t); d != (drop{hdr + 2028, wire.Inbound, wire.DropMTU}) {
 			t.Errorf("drop = %+v, want %d-byte inbound mtu", d, hdr+2028)
 		}
 
@@ -347,7 +348,7 @@ func TestTraffic(t *testing.T) {
 		if tcpipErr := l.write(l.frame([]byte("down"))); tcpipErr != nil {
 			t.Fatalf("WritePackets(link down) = %v, want a silent drop", tcpipErr)
 		}
-		if d := l.waitDrop(t); d.reason != tun.DropLinkDown || !d.outbound {
+		if d := l.waitDrop(t); d.reason != wire.DropLinkDown || d.dir != wire.Outbound {
 			t.Errorf("drop = %+v, want outbound link-down", d)
 		}
 		l.ns.IP(t, "link", "set", "dgl0", "up")
@@ -362,12 +363,12 @@ func TestTraffic(t *testing.T) {
 		// No NIC attached: inbound frames are dropped.
 		l.dev.Attach(nil)
 		l.kernel.WriteToUDPAddrPort([]byte("nobody"), hostAddr)
-		for d := l.waitDrop(t); d.reason != tun.DropDetached; d = l.waitDrop(t) {
+		for d := l.waitDrop(t); d.reason != wire.DropDetached; d = l.waitDrop(t) {
 			// Skip the kernel's own traffic (IPv6 router solicitations...).
 		}
 
 		c := l.dev.Counters()
-		if c.TxFrames < 2 || c.RxFrames < 1 || c.Drops[tun.DropMTU] != 2 || c.Drops[tun.DropLinkDown] != 1 || c.Drops[tun.DropDetached] < 1 || c.Errors != 0 {
+		if c.TxFrames < 2 || c.RxFrames < 1 || c.Drops[wire.DropMTU] != 2 || c.Drops[wire.DropLinkDown] != 1 || c.Drops[wire.DropDetached] < 1 || c.Errors != 0 {
 			t.Errorf("counters = %+v", c)
 		}
 	})
@@ -401,10 +402,10 @@ func TestVanish(t *testing.T) {
 		if _, ok := l.write(l.frame([]byte("late"))).(*tcpip.ErrNetworkUnreachable); !ok {
 			t.Error("WritePackets after the device vanished did not fail with ErrNetworkUnreachable")
 		}
-		if d := l.waitDrop(t); d.reason != tun.DropLinkDown {
+		if d := l.waitDrop(t); d.reason != wire.DropLinkDown {
 			t.Errorf("drop = %+v, want link-down", d)
 		}
-		if c := l.dev.Counters(); c.Errors != 1 || c.Drops[tun.DropLinkDown] != 1 {
+		if c := l.dev.Counters(); c.Errors != 1 || c.Drops[wire.DropLinkDown] != 1 {
 			t.Errorf("counters = %+v, want 1 error and 1 link-down drop", c)
 		}
 		l.dev.Close()

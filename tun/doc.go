@@ -19,8 +19,8 @@
 //
 // The Device enforces the device's MTU on every frame in both directions
 // (the kernel does not check what userspace writes), and counts every
-// frame it moves or drops, with the reason (Counters, AddDropHook): nothing
-// is lost silently on this side of the device. Frames the kernel drops
+// frame it moves or drops, with a wire.DropReason (Counters, AddDropHook):
+// nothing is lost silently on this side of the device. Frames the kernel drops
 // because the host reads too slowly are counted by the kernel, as the
 // device's tx_dropped ("ip -s link").
 //
@@ -30,7 +30,8 @@
 // fails the conns bound to its addresses or to a wildcard address, whose
 // calls then fail with errors matching net.ErrClosed and ENETDOWN (a dgram
 // socket gets 'error' "recvmsg ENETDOWN"). Frames written afterwards are
-// dropped as link-down, and new sockets' sends fail with ENETUNREACH.
+// dropped as wire.DropLinkDown, and new sockets' sends fail with
+// ENETUNREACH.
 //
 // Opening a device needs read and write access to /dev/net/tun and
 // CAP_NET_ADMIN (or a device made for the user with "ip tuntap add ...

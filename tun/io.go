@@ -10,6 +10,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // readBufSize holds the largest frame a device can give: a 65535-byte IP
@@ -62,11 +64,11 @@ func (d *Device) ioError(op string, err error) *Error {
 func (d *Device) receive(frame []byte) {
 	n := len(frame)
 	if n <= d.hdrLen {
-		d.dropBytes(frame, false, dropMalformed)
+		d.dropBytes(frame, wire.Inbound, wire.DropMalformed)
 		return
 	}
 	if n-d.hdrLen > int(d.mtu) {
-		d.dropBytes(frame, false, dropMTU)
+		d.dropBytes(frame, wire.Inbound, wire.DropMTU)
 		return
 	}
 	var (
@@ -93,13 +95,13 @@ func (d *Device) receive(frame []byte) {
 		case header.IPv6Version:
 			proto = header.IPv6ProtocolNumber
 		default:
-			d.dropBytes(frame, false, dropMalformed)
+			d.dropBytes(frame, wire.Inbound, wire.DropMalformed)
 			return
 		}
 	}
 	box := d.dispatcher.Load()
 	if box == nil {
-		d.dropBytes(frame, false, dropDetached)
+		d.dropBytes(frame, wire.Inbound, wire.DropDetached)
 		return
 	}
 	d.rxFrames.Add(1)
@@ -115,23 +117,24 @@ func (d *Device) receive(frame []byte) {
 
 // WritePackets implements stack.LinkWriter: it writes each frame to the
 // device, one write(2) per frame, on the caller's goroutine. Frames larger
-// than the device MTU are dropped (DropMTU), as are frames written while
-// the kernel's end is down (DropLinkDown: Linux answers EIO) and frames the
-// kernel refuses (DropWriteError). Once the device has vanished or was closed,
-// frames are dropped (DropLinkDown) and WritePackets returns
-// tcpip.ErrNetworkUnreachable, which reaches the sending socket.
+// than the device MTU are dropped (wire.DropMTU), as are frames written
+// while the kernel's end is down (wire.DropLinkDown: Linux answers EIO) and
+// frames the kernel refuses (wire.DropWriteError). Once the device has
+// vanished or was closed, frames are dropped (wire.DropLinkDown) and
+// WritePackets returns tcpip.ErrNetworkUnreachable, which reaches the
+// sending socket.
 func (d *Device) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	var tcpipErr tcpip.Error
 	n := 0
 	for _, pkt := range pkts.AsSlice() {
 		if d.down.Load() {
-			d.dropPacket(pkt, dropLinkDown)
+			d.dropPacket(pkt, wire.DropLinkDown)
 			tcpipErr = &tcpip.ErrNetworkUnreachable{}
 			continue
 		}
 		size := pkt.Size()
 		if size-d.hdrLen > int(d.mtu) {
-			d.dropPacket(pkt, dropMTU)
+			d.dropPacket(pkt, wire.DropMTU)
 			n++
 			continue
 		}
@@ -144,21 +147,21 @@ func (d *Device) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 			d.txBytes.Add(uint64(size))
 			n++
 		case errors.Is(err, os.ErrClosed):
-			d.dropPacket(pkt, dropLinkDown)
+			d.dropPacket(pkt, wire.DropLinkDown)
 			tcpipErr = &tcpip.ErrNetworkUnreachable{}
 		case errors.Is(err, syscall.EIO):
 			// The kernel's end of the device is down (ip link set down).
-			d.dropPacket(pkt, dropLinkDown)
+			d.dropPacket(pkt, wire.DropLinkDown)
 			n++
 		default:
 			d.errors.Add(1)
 			if e := d.ioError("write", err); e.Kind == ErrGone {
 				d.fail(e)
-				d.dropPacket(pkt, dropLinkDown)
+				d.dropPacket(pkt, wire.DropLinkDown)
 				tcpipErr = &tcpip.ErrNetworkUnreachable{}
 				continue
 			}
-			d.dropPacket(pkt, dropWriteError)
+			d.dropPacket(pkt, wire.DropWriteError)
 			n++
 		}
 	}

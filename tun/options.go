@@ -46,8 +46,8 @@ type Options struct {
 	MTU int
 	// NICMTU is the MTU the attached NIC is told. Default 0: the device's
 	// MTU. Set it larger to model a host whose MTU is wrong for its link:
-	// its big frames are then dropped (DropMTU) and counted, as the kernel
-	// would not refuse them.
+	// its big frames are then dropped (wire.DropMTU) and counted, as the
+	// kernel would not refuse them.
 	NICMTU int
 	// MAC is the userspace host's Ethernet address on a TAP device (the
 	// kernel's end of the device has its own). Default: a locally

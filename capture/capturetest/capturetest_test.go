@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/capture"
+	"github.com/dgramlab/dgramlab/wire"
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
 	"go.uber.org/goleak"
@@ -88,7 +89,7 @@ func udpFrames(t *testing.T, payload, fragSize int) []capture.Frame {
 			t.Fatal(err)
 		}
 		data := buf.Bytes()
-		fs = append(fs, capture.Frame{Link: "l", LinkType: layers.LinkTypeRaw, Dir: capture.Outbound,
+		fs = append(fs, capture.Frame{Link: "l", LinkType: layers.LinkTypeRaw, Dir: wire.Outbound,
 			Time: time.Unix(0, int64(off)), Data: data, Len: len(data)})
 	}
 	return fs

@@ -12,6 +12,7 @@ import (
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/dgram"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 const demoSummary = `Builds a virtual LAN (four hosts on one switch, one of them behind a 576-MTU
@@ -268,7 +269,7 @@ func (sc *scenario) mtu(client *dgram.Socket) {
 		name := h.name
 		s := sc.socket(name)
 		s.OnMessage(func(msg []byte, rinfo dgram.RemoteInfo) {
-			frags := capture.Filter(sc.rec.Frames()[mark:], capture.All(capture.Link(name+"/eth0"), capture.Dir(capture.Inbound), capture.Fragment()))
+			frags := capture.Filter(sc.rec.Frames()[mark:], capture.All(capture.Link(name+"/eth0"), capture.Dir(wire.Inbound), capture.Fragment()))
 			if len(msg) > 1472 {
 				sc.printf("  %d bytes to %s: delivered, reassembled from %d IPv4 fragments\n", len(msg), name, len(frags))
 			} else {
@@ -281,11 +282,7 @@ func (sc *scenario) mtu(client *dgram.Socket) {
 	// A drop on small's port advances it too.
 	// The port reports the drop to this hook and to the tap on small's
 	// NIC, which records it on small's link: say where to find it.
-	remove := small.port.AddDropHook(func(frame []byte, outbound bool, reason string) {
-		dir := capture.Inbound
-		if outbound {
-			dir = capture.Outbound
-		}
+	remove := small.port.AddDropHook(func(frame []byte, dir wire.Direction, reason wire.DropReason) {
 		sc.loop.Post(func() {
 			sc.printf("  1400 bytes to small: dropped by %s (reason %q: a %d-byte IP packet > MTU %d), never delivered\n",
 				small.port.Name(), reason, len(frame)-14, small.port.PortMTU())

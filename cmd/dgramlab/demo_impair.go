@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // The impaired phase of the demo: numbered datagrams from client to server
@@ -158,7 +159,7 @@ func runImpaired(ctx context.Context, out io.Writer, l *lan, vc *stack.VirtualCl
 	client.port.Remove()
 	c := client.port.Counters()
 	fmt.Fprintf(out, "  client's cable: %d frames lost, %d dropped queue-full, %d still held when the step ended (dropped as %s), %d duplicated, %d reordered, %d corrupted (the receivers' checksums drop those)\n",
-		c.Drops[stack.DropLoss], c.Drops[stack.DropQueueFull], c.Drops[stack.DropDetached], stack.DropDetached, c.Duplicated, c.Reordered, c.Corrupted)
+		c.Drops[wire.DropLoss], c.Drops[wire.DropQueueFull], c.Drops[wire.DropDetached], wire.DropDetached, c.Duplicated, c.Reordered, c.Corrupted)
 	return nil
 }
 

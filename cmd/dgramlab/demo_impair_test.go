@@ -13,6 +13,7 @@ import (
 
 	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 var impairedArgs = []string{"--loss", "0.05", "--delay", "20ms", "--jitter", "5ms", "--seed", "7",
@@ -90,7 +91,7 @@ func TestDemoHeldFramesAreDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(sum.Drops, capture.DropSummary{Reason: stack.DropDetached, Frames: 100, Bytes: 10600}) {
+	if !slices.Contains(sum.Drops, capture.DropSummary{Reason: wire.DropDetached.String(), Frames: 100, Bytes: 10600}) {
 		t.Errorf("capture drops %+v, want 100 frames (10600 bytes) detached", sum.Drops)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/dgramlab/dgramlab/capture"
-	"github.com/dgramlab/dgramlab/stack"
 	"github.com/dgramlab/dgramlab/tun/tuntest"
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 func TestTunUsage(t *testing.T) {
@@ -383,7 +383,7 @@ func TestSendImpairedCountsDrops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(sum.Drops, func(d capture.DropSummary) bool { return d.Reason == stack.DropLoss && d.Frames == lost }) {
+	if !slices.ContainsFunc(sum.Drops, func(d capture.DropSummary) bool { return d.Reason == wire.DropLoss.String() && d.Frames == lost }) {
 		t.Errorf("capture drops %+v, want %d frames lost", sum.Drops, lost)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/dgramlab/dgramlab/dgram"
 	"github.com/dgramlab/dgramlab/stack"
 	"github.com/dgramlab/dgramlab/tun"
+	"github.com/dgramlab/dgramlab/wire"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
 
@@ -189,7 +190,7 @@ func (th *tunHost) describe(w io.Writer, c tunConfig) {
 	}
 	fmt.Fprintln(w)
 	if th.impaired != nil {
-		fmt.Fprintf(w, "impairments on %s, both ways: %v\n", th.dev.Name(), th.impaired.Impairments(stack.FromHost))
+		fmt.Fprintf(w, "impairments on %s, both ways: %v\n", th.dev.Name(), th.impaired.Impairments(wire.Outbound))
 	}
 }
 
@@ -206,7 +207,7 @@ func (th *tunHost) printCounters(w io.Writer, s dgram.SocketStats) {
 	if th.impaired != nil {
 		ic := th.impaired.Counters()
 		fmt.Fprintf(w, "impairments on %s (%v): dropped %d%s, duplicated %d, reordered %d, corrupted %d\n",
-			th.dev.Name(), th.impaired.Impairments(stack.FromHost), ic.Dropped(), dropList(ic.Drops), ic.Duplicated, ic.Reordered, ic.Corrupted)
+			th.dev.Name(), th.impaired.Impairments(wire.Outbound), ic.Dropped(), dropList(ic.Drops), ic.Duplicated, ic.Reordered, ic.Corrupted)
 	}
 	c := th.dev.Counters()
 	fmt.Fprintf(w, "device %s: tx %d frames (%d bytes), rx %d frames (%d bytes), dropped %d%s",
@@ -220,19 +221,16 @@ func (th *tunHost) printCounters(w io.Writer, s dgram.SocketStats) {
 	fmt.Fprintln(w)
 }
 
-// dropList formats drops by reason: " (mtu 1, link-down 2)".
-func dropList(drops map[string]uint64) string {
+// dropList formats drops by reason, in the order of their words:
+// " (link-down 2, mtu 1)".
+func dropList(drops map[wire.DropReason]uint64) string {
 	if len(drops) == 0 {
 		return ""
 	}
-	reasons := make([]string, 0, len(drops))
-	for r := range drops {
-		reasons = append(reasons, r)
+	parts := make([]string, 0, len(drops))
+	for r, n := range drops {
+		parts = append(parts, fmt.Sprintf("%s %d", r, n))
 	}
-	sort.Strings(reasons)
-	parts := make([]string, len(reasons))
-	for i, r := range reasons {
-		parts[i] = fmt.Sprintf("%s %d", r, drops[r])
-	}
+	sort.Strings(parts)
 	return " (" + strings.Join(parts, ", ") + ")"
 }
