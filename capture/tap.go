@@ -174,6 +174,25 @@ func (t *Tap) recordDrop(frame []byte, dir wire.Direction, reason wire.DropReaso
 	t.record(dir, append([]byte(nil), frame...), knownReason(reason))
 }
 
+// RecordHostDrop records a packet the host attached to the tapped link
+// dropped (it implements stack.HostDropRecorder: a bad checksum, a full
+// receive buffer, a destination nobody has...). The host has no frame for
+// it, only the IP packet, so the drop is recorded as raw IP
+// (layers.LinkTypeRaw) under the tap's link name: in a pcapng file, an
+// interface of its own beside the link's Ethernet one.
+func (t *Tap) RecordHostDrop(packet []byte, dir wire.Direction, reason wire.DropReason) {
+	data := append([]byte(nil), packet...)
+	t.sink.Record(Frame{
+		Link:     t.name,
+		LinkType: layers.LinkTypeRaw,
+		Dir:      dir,
+		Time:     t.clock(),
+		Data:     data,
+		Len:      len(data),
+		Drop:     knownReason(reason),
+	})
+}
+
 func (t *Tap) record(dir wire.Direction, data []byte, drop wire.DropReason) {
 	t.sink.Record(Frame{
 		Link:     t.name,

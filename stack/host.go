@@ -71,11 +71,13 @@ type Host struct {
 	// NICs, which invalidate the routes conns cache (see udp_send.go).
 	routeGen atomic.Uint64
 
-	// sourceFiltered counts datagrams dropped by source-specific
-	// multicast filters (see multicast.go).
-	sourceFiltered atomic.Uint64
-	// closedUnread counts datagrams conns held unread when closed.
-	closedUnread atomic.Uint64
+	// drops is the host's ledger (ledger.go).
+	drops hostDrops
+	// nicTable maps NIC IDs to NICs for the delivery path (nicFor).
+	nicTable atomic.Pointer[map[tcpip.NICID]*NIC]
+
+	// exposed is set once Stack handed the gVisor stack out.
+	exposed atomic.Bool
 
 	// udp is the host's UDP demux table (udp_demux.go).
 	udp *udpDemux
@@ -131,6 +133,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 	}
 	lo := &NIC{host: h, id: loopbackNIC, name: "lo"}
 	h.nics = append(h.nics, lo)
+	h.publishNICsLocked() // nobody else has h yet
 	for _, p := range []netip.Prefix{netip.MustParsePrefix("127.0.0.1/8"), netip.MustParsePrefix("::1/128")} {
 		if err := lo.AddAddress(p); err != nil {
 			s.Destroy()
@@ -151,7 +154,14 @@ func (h *Host) String() string { return h.name }
 // particular, the routes that UDP conns cache for their unconnected writes
 // are found again when routes, addresses or NICs change through the Host,
 // not when they change on the gVisor stack directly.
-func (h *Host) Stack() *stack.Stack { return h.s }
+//
+// Once the stack has been handed out, the host's NICs stop taking their
+// lean input path for plain unicast datagrams (see nic_edge.go): iptables
+// rules or packet endpoints made on the stack must see every packet.
+func (h *Host) Stack() *stack.Stack {
+	h.exposed.Store(true)
+	return h.s
+}
 
 // NICOptions configure a NIC. The zero value is an unnamed NIC ("ethN")
 // without addresses, using the link's MTU.
@@ -220,11 +230,14 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	h.nextNIC++
 	h.mu.Unlock()
 
-	if tcpipErr := h.s.CreateNICWithOptions(id, ep, stack.NICOptions{Name: opts.Name, QDisc: &directQDisc{link: ep}}); tcpipErr != nil {
+	edge := newNICEdge(h, id, ep)
+	if tcpipErr := h.s.CreateNICWithOptions(id, edge, stack.NICOptions{Name: opts.Name, QDisc: &directQDisc{link: ep}}); tcpipErr != nil {
 		return nil, fmt.Errorf("stack: host %s: add NIC %s: %s", h.name, opts.Name, tcpipErr)
 	}
 	h.routeGen.Add(1) // it may have an IPv6 link-local address already
-	n := &NIC{host: h, id: id, name: opts.Name, ep: ep}
+	edge.initCounters()
+	n := &NIC{host: h, id: id, name: opts.Name, ep: ep, edge: edge}
+	n.reporters.recorders = hostDropRecorders(ep)
 	if opts.MTU > 0 {
 		if tcpipErr := h.s.SetNICMTU(id, uint32(opts.MTU)); tcpipErr != nil {
 			h.s.RemoveNIC(id)
@@ -241,6 +254,7 @@ func (h *Host) AddNIC(ep stack.LinkEndpoint, opts NICOptions) (*NIC, error) {
 	}
 	h.mu.Lock()
 	h.nics = append(h.nics, n)
+	h.publishNICsLocked()
 	h.addMulticastRoutesLocked(n, opts.Addresses)
 	if l := stoppingLink(ep); l != nil && !h.closed {
 		h.watchers.Add(1)
@@ -366,6 +380,7 @@ func (h *Host) watchLink(n *NIC, l StoppingLink) {
 	for _, c := range failed {
 		c.failing.Store(why)
 	}
+	n.edge.disabled.Store(true)
 	h.s.DisableNIC(n.id)
 	h.routeGen.Add(1) // the conns' cached routes through it are gone
 	for _, c := range failed {

@@ -250,10 +250,10 @@ func TestImpairCorrupt(t *testing.T) {
 		t.Errorf("received %d corrupted datagrams", len(got))
 	}
 	c := p.eb.Counters()
-	st := p.b.Stack().Stats()
-	caught := st.IP.MalformedPacketsReceived.Value() + st.UDP.ChecksumErrors.Value() + st.UDP.MalformedPacketsReceived.Value()
-	if c.Corrupted != 50 || c.RxFrames != 50 || caught != 50 {
-		t.Errorf("Corrupted %d, Rx %d, caught by the receiver %d; want 50 each", c.Corrupted, c.RxFrames, caught)
+	st := p.b.Stats()
+	caught := st.Drops[wire.DropBadHeader] + st.Drops[wire.DropBadChecksum] + st.Drops[wire.DropBadLength] + st.Drops[wire.DropNotForUs]
+	if c.Corrupted != 50 || c.RxFrames != 50 || caught != 50 || st.Dropped() != 50 {
+		t.Errorf("Corrupted %d, Rx %d, caught by the receiver %d (ledger %v); want 50 each", c.Corrupted, c.RxFrames, caught, st.Drops)
 	}
 }
 

@@ -221,8 +221,8 @@ func (c *UDPConn) leave(key groupKey) error {
 }
 
 // admit reports whether a datagram from src to dst, received on nic,
-// passes the conn's source-specific memberships, and counts it as
-// source-filtered when it does not. It runs on the delivering goroutine.
+// passes the conn's source-specific memberships. It runs on the delivering
+// goroutine.
 func (c *UDPConn) admit(src tcpip.Address, nic tcpip.NICID, dst tcpip.Address) bool {
 	group := fromTCPIPAddr(dst)
 	if !group.IsMulticast() {
@@ -238,7 +238,6 @@ func (c *UDPConn) admit(src tcpip.Address, nic tcpip.NICID, dst tcpip.Address) b
 	if _, ok := m.sources[fromTCPIPAddr(src).Unmap()]; ok {
 		return true
 	}
-	c.host.sourceFiltered.Add(1)
 	return false
 }
 

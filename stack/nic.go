@@ -16,6 +16,9 @@ type NIC struct {
 	id   tcpip.NICID
 	name string
 	ep   stack.LinkEndpoint // nil for loopback
+	edge *nicEdge           // in front of ep; nil for loopback
+	// reporters hear of what the host drops on this NIC (ledger.go).
+	reporters nicReporters
 }
 
 // Name returns the NIC's name ("lo", "eth0", ...).

@@ -1,5 +1,7 @@
 package stack
 
+import "github.com/dgramlab/dgramlab/wire"
+
 // HostStats counts what a host's stack did with UDP datagrams and the ICMP
 // errors about them, since the host was created. Every UDP datagram that
 // reached the host is either delivered to a conn or counted under one of
@@ -7,6 +9,23 @@ package stack
 type HostStats struct {
 	UDP  UDPStats
 	ICMP ICMPStats
+	// Drops is the host's ledger: every packet or datagram the host itself
+	// discarded, by reason (wire.DropBadChecksum, wire.DropBufferFull,
+	// wire.DropNoListener, ...); only reasons with a non-zero count are
+	// present. Each was also reported to the drop hooks of the NIC it
+	// came in through or was to leave by (NIC.AddDropHook, and capture
+	// taps on the NIC's link). What links drop is in their own counters.
+	Drops map[wire.DropReason]uint64
+}
+
+// Dropped returns the total number of packets and datagrams the host
+// dropped (the sum of Drops).
+func (s HostStats) Dropped() uint64 {
+	var n uint64
+	for _, v := range s.Drops {
+		n += v
+	}
+	return n
 }
 
 // UDPStats are a host's UDP counters.
@@ -73,9 +92,10 @@ func (h *Host) Stats() HostStats {
 			BufferFull:     st.UDP.ReceiveBufferErrors.Value(),
 			Checksum:       st.UDP.ChecksumErrors.Value(),
 			Malformed:      st.UDP.MalformedPacketsReceived.Value(),
-			SourceFiltered: h.sourceFiltered.Load(),
-			ClosedUnread:   h.closedUnread.Load(),
+			SourceFiltered: h.drops[wire.DropSourceFiltered].Load(),
+			ClosedUnread:   h.drops[wire.DropClosedUnread].Load(),
 		},
+		Drops: h.drops.snapshot(),
 		ICMP: ICMPStats{
 			V4: ICMPCounters{
 				DstUnreachableSent:     v4.PacketsSent.DstUnreachable.Value(),

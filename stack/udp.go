@@ -21,6 +21,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // UDPConn is a UDP socket on a Host. It implements net.PacketConn, with
@@ -683,10 +685,10 @@ func (c *UDPConn) close(why *netDownError) bool {
 		// The endpoint first: datagrams for c that arrive from here on
 		// either still reach c's queue (counted as closed-unread below or
 		// in deliver) or find no listener, as c's port is free.
-		c.host.closedUnread.Add(c.discardStrays(c.ep))
+		c.host.drops.add(wire.DropClosedUnread, c.discardStrays(c.ep))
 		c.ep.Close()
 		c.host.udp.set(c, nil)
-		c.host.closedUnread.Add(c.discardUnreadLocked())
+		c.host.drops.add(wire.DropClosedUnread, c.discardUnreadLocked())
 		c.epMu.Unlock()
 		c.rdeadline.stop()
 		c.wdeadline.stop()

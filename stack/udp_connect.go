@@ -11,6 +11,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv6"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Connect sets the conn's default peer and makes it receive only from it;
@@ -197,7 +199,7 @@ func (c *UDPConn) keepStrays(old tcpip.Endpoint) {
 		copy(*small, (*buf)[:res.Count])
 		putPayload(buf)
 		if !c.rx.push(rxDatagram{buf: small, n: res.Count, from: res.RemoteAddr, cost: rcvTruesize(res.Count)}) {
-			c.host.closedUnread.Add(1)
+			c.host.drops.add(wire.DropClosedUnread, 1)
 		}
 	}
 }

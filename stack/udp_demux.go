@@ -8,6 +8,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // The host's own UDP delivery.
@@ -234,10 +236,12 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 		uint16(size), pkt.NetworkProtocolNumber, src, dst, pkt.RXChecksumValidated)
 	if !lengthValid {
 		st.UDP.MalformedPacketsReceived.Increment()
+		h.dropPacket(pkt.NICID, wire.Inbound, wire.DropBadLength, pkt)
 		return stack.TransportPacketHandled
 	}
 	if !csumValid {
 		st.UDP.ChecksumErrors.Increment()
+		h.dropPacket(pkt.NICID, wire.Inbound, wire.DropBadChecksum, pkt)
 		return stack.TransportPacketHandled
 	}
 	id := stack.TransportEndpointID{
@@ -270,5 +274,9 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 	}
 	// No conn of ours: gVisor's demuxer answers it (a port unreachable for
 	// unicast) or gives it to an endpoint made on the gVisor stack.
-	return d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
+	res := d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
+	if res == stack.TransportPacketDestinationPortUnreachable {
+		h.dropPacket(pkt.NICID, wire.Inbound, wire.DropNoListener, pkt)
+	}
+	return res
 }

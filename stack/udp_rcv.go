@@ -7,6 +7,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/waiter"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // A UDPConn's receive queue: the datagrams the host's dispatcher delivered
@@ -123,8 +125,9 @@ func putPayload(b *[]byte) {
 // runs on the goroutine that delivered the frame; rx has the datagram's
 // addresses and header fields, pkt its payload (pkt stays the caller's).
 func (c *UDPConn) deliver(rx *rxDatagram, pkt *stack.PacketBuffer) {
-	st := c.host.s.Stats()
+	h := c.host
 	if c.ssm.Load() && !c.admit(rx.from.Addr, rx.from.NIC, rx.dst) {
+		h.dropPacket(rx.from.NIC, wire.Inbound, wire.DropSourceFiltered, pkt)
 		return
 	}
 	n := pkt.Data().Size()
@@ -134,12 +137,13 @@ func (c *UDPConn) deliver(rx *rxDatagram, pkt *stack.PacketBuffer) {
 	if q.closed {
 		q.mu.Unlock()
 		// The conn is closing: it got the datagram, its reader never will.
-		c.host.closedUnread.Add(1)
+		h.dropPacket(rx.from.NIC, wire.Inbound, wire.DropClosedUnread, pkt)
 		return
 	}
 	if !rcvFits(q.used, cost, q.limit.Load()) {
 		q.mu.Unlock()
-		st.UDP.ReceiveBufferErrors.Increment()
+		h.s.Stats().UDP.ReceiveBufferErrors.Increment()
+		h.dropPacket(rx.from.NIC, wire.Inbound, wire.DropBufferFull, pkt)
 		return
 	}
 	d := *rx
