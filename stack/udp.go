@@ -89,6 +89,7 @@ type UDPConn struct {
 	ssm atomic.Bool
 
 	readMu    sync.Mutex
+	rbuf      tcpip.SliceWriter // guarded by readMu
 	rentry    waiter.Entry
 	rch       chan struct{}
 	rdeadline *deadline
@@ -458,10 +459,11 @@ func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
 	// The endpoint has the pending error, if any; its own queue is empty
 	// but for a datagram that came in while the conn changed its binding
 	// (see strays).
-	w := tcpip.SliceWriter(b)
+	c.rbuf = b // a field: a local's address would escape, one allocation a read
 	c.epMu.RLock()
-	res, tcpipErr := c.ep.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+	res, tcpipErr := c.ep.Read(&c.rbuf, tcpip.ReadOptions{NeedRemoteAddr: true})
 	c.epMu.RUnlock()
+	c.rbuf = nil
 	switch tcpipErr.(type) {
 	case nil:
 		c.host.strays.Add(1)
