@@ -74,7 +74,7 @@ func (s *Socket) startConnectLocked(port int, address string, cb func(error)) {
 		host = s.loopback()
 	}
 	s.loop.nextTickLocked(func() {
-		s.lookup(host, func(ip netip.Addr, err error) { s.doConnect(ip, err, host, address, port, cb, remove) })
+		s.lookup(host, false, func(ip netip.Addr, err error) { s.doConnect(ip, err, host, address, port, cb, remove) })
 	})
 }
 

@@ -22,7 +22,8 @@
 // (and are dropped without one); lookup failures go to the callback or to
 // 'error'. Every error is an *Error with Node's code and message, and
 // system errors unwrap to their syscall.Errno. An 'error' event with no
-// listener ends Loop.Run with that error. A conn closed under its socket
+// listener ends Loop.Run with that error; the sends and datagrams it
+// discards are counted in the sockets' Stats. A conn closed under its socket
 // (by the network: a virtual host closed, a TUN device deleted) is an
 // 'error' event, "recvmsg ENETDOWN" ("recvmsg EBADF" when the network's
 // error carries no errno), after which the socket reads no more; closing

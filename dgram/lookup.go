@@ -29,8 +29,10 @@ func (s *Socket) literal(host string) (netip.Addr, bool) {
 // name by the network's resolver, off the loop, its result arriving as an
 // I/O event. A custom lookup is called for every address, literals
 // included, as in Node v20; one socket's custom lookups run one at a time,
-// in call order, so their results come back in that order.
-func (s *Socket) lookup(host string, cb func(netip.Addr, error)) {
+// in call order, so their results come back in that order. send says that
+// a send waits for the result: if the socket closes first, or the loop
+// stops on a fatal error, that send is counted as discarded.
+func (s *Socket) lookup(host string, send bool, cb func(netip.Addr, error)) {
 	family, network := 4, "ip4"
 	if s.typ == UDP6 {
 		family, network = 6, "ip6"
@@ -51,7 +53,7 @@ func (s *Socket) lookup(host string, cb func(netip.Addr, error)) {
 			if err == nil && !ip.IsValid() {
 				err = &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 			}
-			l.endWork(func() { cb(ip, err) })
+			l.endWork(s, send, func() { cb(ip, err) })
 			close(done)
 		}()
 		return
@@ -85,7 +87,7 @@ func (s *Socket) lookup(host string, cb func(netip.Addr, error)) {
 				ip = addrs[0]
 			}
 		}
-		l.endWork(func() { cb(ip, err) })
+		l.endWork(s, send, func() { cb(ip, err) })
 	}()
 }
 

@@ -23,7 +23,7 @@ type Loop struct {
 	network Network
 
 	mu       sync.Mutex
-	ticks    []func()
+	ticks    []tick
 	tickHead int // ticks[:tickHead] have run
 	io       []ioEvent
 	ioHead   int           // io[:ioHead] have run
@@ -46,6 +46,9 @@ type Loop struct {
 	// closing holds the reader-done channels of closed sockets, which Run
 	// waits for before it returns.
 	closing []chan struct{}
+	// scratch is the buffer discardUnread reads into; only the goroutine
+	// in Run uses it.
+	scratch []byte
 }
 
 // NewLoop returns a loop whose sockets live on network unless their options
@@ -126,17 +129,25 @@ func (l *Loop) unwatchSignalLocked(s *Socket) {
 	}
 }
 
+// A tick is a queued next-tick callback: fn, or the oldest pending send of
+// send (a typed entry, so that sending allocates no closure, and so that a
+// loop that stops on a fatal error can count the sends it discards).
+type tick struct {
+	fn   func()
+	send *Socket
+}
+
 // nextTick queues fn to run before any further I/O event.
 func (l *Loop) nextTick(fn func()) {
 	l.mu.Lock()
-	l.ticks = append(l.ticks, fn)
+	l.ticks = append(l.ticks, tick{fn: fn})
 	l.mu.Unlock()
 	l.signal()
 }
 
 // nextTickLocked is nextTick with l.mu held.
 func (l *Loop) nextTickLocked(fn func()) {
-	l.ticks = append(l.ticks, fn)
+	l.ticks = append(l.ticks, tick{fn: fn})
 	l.signal()
 }
 
@@ -161,21 +172,32 @@ func (l *Loop) postIO(fn func()) {
 	l.signal()
 }
 
-// ioEvent is a queued I/O event: fn, or a datagram for s (a typed event,
-// so that receiving allocates no closure).
+// ioEvent is a queued I/O event: fn, or (fn nil) a datagram for s that a
+// reader goroutine read (a typed event, so that receiving allocates no
+// closure). When fn is the result of a lookup of s's, s is set, and send
+// says that a send waits for it: a loop that stops on a fatal error counts
+// that send as discarded.
 type ioEvent struct {
 	fn   func()
 	s    *Socket
+	send bool
 	msg  []byte
 	from netip.AddrPort
 }
 
-// postMessage queues the delivery of a datagram to s.
-func (l *Loop) postMessage(s *Socket, msg []byte, from netip.AddrPort) {
+// postMessage queues the delivery of a datagram to s and reports true, or,
+// if s is closed, counts the datagram as undelivered and reports false.
+func (l *Loop) postMessage(s *Socket, msg []byte, from netip.AddrPort) bool {
 	l.mu.Lock()
+	if s.closed {
+		s.countUndeliveredLocked(1)
+		l.mu.Unlock()
+		return false
+	}
 	l.io = append(l.io, ioEvent{s: s, msg: msg, from: from})
 	l.mu.Unlock()
 	l.signal()
+	return true
 }
 
 func (l *Loop) signal() {
@@ -202,20 +224,40 @@ func (l *Loop) Hold() (release func()) {
 	}
 }
 
-// startWork and endWork bracket work running off the loop (a name lookup)
-// whose result will come back as an event; it keeps Run alive.
+// startWork and endWork bracket work running off the loop (a lookup of
+// s's) whose result will come back as an event; it keeps Run alive.
 func (l *Loop) startWork() {
 	l.mu.Lock()
 	l.inflight++
 	l.mu.Unlock()
 }
 
-func (l *Loop) endWork(fn func()) {
+// endWork queues fn, the work's result, as an I/O event. If s has closed
+// meanwhile, fn would only count the send waiting for it (send) as
+// discarded: endWork counts it itself and queues nothing, so that a loop
+// that has stopped holds no result nobody will run.
+func (l *Loop) endWork(s *Socket, send bool, fn func()) {
 	l.mu.Lock()
 	l.inflight--
-	l.io = append(l.io, ioEvent{fn: fn})
+	if !s.closed {
+		l.io = append(l.io, ioEvent{fn: fn, s: s, send: send})
+	} else if send {
+		s.stats.sendsDiscarded.Add(1)
+	}
 	l.mu.Unlock()
 	l.signal()
+}
+
+// waitWork waits until no work runs off the loop. Run calls it once it has
+// closed every socket, whose lookups then end (their contexts are done).
+func (l *Loop) waitWork() {
+	l.mu.Lock()
+	for l.inflight > 0 {
+		l.mu.Unlock()
+		<-l.wake // endWork signals
+		l.mu.Lock()
+	}
+	l.mu.Unlock()
 }
 
 // markReady queues a drain of s; safe to call with mu held and from a
@@ -256,14 +298,21 @@ var ErrLoopRunning = errors.New("dgram: loop is already running")
 // closed and not unref'd. It then returns nil.
 //
 // If an 'error' event is emitted on a socket with no 'error' listener, Run
-// closes every socket of the loop (without further events) and returns that
-// error, where Node would crash.
+// closes every socket of the loop (without further events), discards the
+// work that is queued, and returns that error, where Node would crash.
+// What is lost is counted in the sockets' Stats: the sends that never ran
+// as SendsDiscarded (their callbacks are not called, as Node's process
+// would have died), and the datagrams the sockets had read or held in
+// their receive buffers as MessagesDiscarded.
 //
 // If ctx is cancelled, Run closes every socket (their 'close' events run),
-// finishes the work that is queued, and returns ctx.Err().
+// finishes the work that is queued, and returns ctx.Err(). The sends that
+// will not run are SendsDiscarded, and the datagrams the sockets will not
+// deliver MessagesDiscarded, as on a fatal error.
 //
 // Before returning, Run waits for the reader goroutines of closed sockets,
-// so a closed socket leaves no goroutine behind.
+// and after a fatal error for their lookups (whose contexts are done), so
+// a closed socket leaves no goroutine behind and its Stats are final.
 func (l *Loop) Run(ctx context.Context) error {
 	if ctx == nil {
 		return errors.New("dgram: Loop.Run with a nil context (use context.Background())")
@@ -304,12 +353,17 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.mu.Lock()
 		if err := l.fatal; err != nil {
 			l.fatal = nil
-			l.ticks, l.io, l.tickHead, l.ioHead = nil, nil, 0, 0
 			socks := l.openSocketsLocked()
-			l.mu.Unlock()
-			for _, s := range socks {
-				s.destroy()
+			conns := make([]Conn, len(socks))
+			for i, s := range socks {
+				conns[i] = s.abandonLocked()
 			}
+			l.discardQueuedLocked()
+			l.mu.Unlock()
+			for i, s := range socks {
+				s.discardUnread(conns[i])
+			}
+			l.waitWork()
 			l.waitReaders()
 			return err
 		}
@@ -326,12 +380,16 @@ func (l *Loop) Run(ctx context.Context) error {
 		l.abortSignalledLocked()
 		l.takeReadyLocked()
 		if l.tickHead < len(l.ticks) {
-			fn := l.ticks[l.tickHead]
-			l.ticks[l.tickHead] = nil
+			t := l.ticks[l.tickHead]
+			l.ticks[l.tickHead] = tick{}
 			l.tickHead++
 			l.ticks, l.tickHead = compact(l.ticks, l.tickHead)
 			l.mu.Unlock()
-			fn()
+			if t.send != nil {
+				t.send.sendNext()
+			} else {
+				t.fn()
+			}
 			continue
 		}
 		if l.ioHead < len(l.io) {
@@ -340,10 +398,10 @@ func (l *Loop) Run(ctx context.Context) error {
 			l.ioHead++
 			l.io, l.ioHead = compact(l.io, l.ioHead)
 			l.mu.Unlock()
-			if ev.s != nil {
-				ev.s.deliverMessage(ev.msg, ev.from)
-			} else {
+			if ev.fn != nil {
 				ev.fn()
+			} else {
+				ev.s.deliverMessage(ev.msg, ev.from)
 			}
 			continue
 		}
@@ -367,6 +425,35 @@ func (l *Loop) Run(ctx context.Context) error {
 			cancel()
 		}
 	}
+}
+
+// discardQueuedLocked empties the queues of a loop that stops on a fatal
+// error, counting the datagrams in them: a send waiting for its tick or
+// for its lookup is SendsDiscarded (its callback will not be called), a
+// datagram a reader read and the loop has not delivered is undelivered
+// (MessagesDiscarded, or ReceivedAfterClose if Close had closed its
+// socket). The other events (callbacks, 'close' events, Post's functions)
+// are dropped, as in a Node process that died.
+func (l *Loop) discardQueuedLocked() {
+	for _, t := range l.ticks[l.tickHead:] {
+		if s := t.send; s != nil {
+			s.sends.pop()
+			s.stats.sendsDiscarded.Add(1)
+		}
+	}
+	for _, ev := range l.io[l.ioHead:] {
+		switch {
+		case ev.fn == nil: // a datagram a reader handed over
+			select {
+			case <-ev.s.window:
+			default:
+			}
+			ev.s.countUndeliveredLocked(1)
+		case ev.send:
+			ev.s.stats.sendsDiscarded.Add(1)
+		}
+	}
+	l.ticks, l.io, l.tickHead, l.ioHead = nil, nil, 0, 0
 }
 
 // waitReaders waits for the reader goroutines of closed sockets to exit.

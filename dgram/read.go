@@ -162,10 +162,15 @@ func (s *Socket) readLoop(conn Conn, stop, done chan struct{}) {
 		select {
 		case s.window <- struct{}{}:
 		case <-stop:
-			s.stats.receivedAfterClose.Add(1)
+			s.loop.mu.Lock()
+			s.countUndeliveredLocked(1)
+			s.loop.mu.Unlock()
 			return
 		}
-		s.loop.postMessage(s, msg, from)
+		if !s.loop.postMessage(s, msg, from) { // closed meanwhile: counted
+			<-s.window
+			return
+		}
 	}
 }
 
@@ -208,9 +213,11 @@ func (s *Socket) deliverMessage(msg []byte, from netip.AddrPort) {
 func (s *Socket) emitMessage(msg []byte, from netip.AddrPort) {
 	s.loop.mu.Lock()
 	closed := s.closed
+	if closed {
+		s.countUndeliveredLocked(1)
+	}
 	s.loop.mu.Unlock()
 	if closed {
-		s.stats.receivedAfterClose.Add(1)
 		return
 	}
 	s.stats.received.Add(1)
@@ -236,5 +243,58 @@ func (s *Socket) deliverError(err error) {
 	s.loop.mu.Unlock()
 	if !closed {
 		s.emitError(err)
+	}
+}
+
+// minTruesize is the least a datagram is charged to a receive buffer, on
+// Linux and on a virtual host (stack's rcvTruesize): 832 bytes.
+const minTruesize = 832
+
+// discardReads bounds discardUnread's reads on a conn whose buffer size is
+// unknown.
+const discardReads = 4096
+
+// discardUnread reads what waits in the receive buffer of conn, the conn of
+// a socket the loop closed (abandonLocked), counting each datagram as
+// MessagesDiscarded, then closes conn. Without it they would be closed
+// unread, uncounted on a kernel socket. It runs on the loop.
+//
+// It reads at most twice what the buffer can hold (every datagram costs at
+// least minTruesize), so that a peer that keeps sending cannot hold the
+// loop; what comes after that is closed unread. A conn that cannot be read
+// without blocking (not a PollConn) is closed unread.
+func (s *Socket) discardUnread(conn Conn) {
+	if conn == nil {
+		return
+	}
+	defer conn.Close()
+	pc, ok := conn.(PollConn)
+	if !ok {
+		return
+	}
+	limit := discardReads
+	if bc, ok := conn.(BufferConn); ok {
+		if n, err := bc.ReadBufferSize(); err == nil && n > 0 {
+			limit = 2 * (n/minTruesize + 1)
+		}
+	}
+	l := s.loop
+	if l.scratch == nil {
+		l.scratch = make([]byte, 0x10000)
+	}
+	for range limit {
+		// ioMu: a reader goroutine may still be reading (it stops once
+		// it sees the socket closed, and counts what it read).
+		s.ioMu.Lock()
+		_, _, err := pc.TryReadFromUDPAddrPort(l.scratch)
+		s.ioMu.Unlock()
+		switch {
+		case err == nil:
+			s.stats.messagesDiscarded.Add(1)
+		case transientErrno(errnoOf(err)):
+			// a socket error (an ICMP report), not a datagram: read on
+		default:
+			return // empty (EAGAIN), or the conn is broken
+		}
 	}
 }

@@ -132,10 +132,8 @@ func (q *sendQueue) pop() pendingSend {
 // sendNextTickLocked queues p and the tick that will send it; l.mu is held.
 func (s *Socket) sendNextTickLocked(p pendingSend) {
 	s.sends.push(p)
-	if s.sendNextFn == nil {
-		s.sendNextFn = s.sendNext
-	}
-	s.loop.nextTickLocked(s.sendNextFn)
+	s.loop.ticks = append(s.loop.ticks, tick{send: s})
+	s.loop.signal()
 }
 
 // sendNext runs in a tick: it does the oldest pending send.
@@ -205,7 +203,7 @@ func (s *Socket) doSend(p pendingSend) {
 		s.sendResolved(p, host, ip, nil) // what lookup would do, without its closure
 		return
 	}
-	s.lookup(host, func(ip netip.Addr, err error) { s.sendResolved(p, host, ip, err) })
+	s.lookup(host, true, func(ip netip.Addr, err error) { s.sendResolved(p, host, ip, err) })
 }
 
 // sendHost is the host a send to address goes to: address, or the

@@ -113,18 +113,33 @@ type SocketStats struct {
 	// Node discards those errors (they are not 'error' events).
 	SendErrorsUnreported uint64
 	// SendsDiscarded counts sends that never ran because the socket was
-	// closed, or its bind failed, before their turn (Node calls no callback).
+	// closed, or its bind failed, before their turn, or because Loop.Run
+	// stopped on a fatal error (an 'error' with no listener) or was
+	// cancelled first. Their callbacks are not called (Node calls none;
+	// after a fatal error Node's process would have died).
 	SendsDiscarded uint64
 	// Received and ReceivedBytes count datagrams delivered as 'message'.
 	Received, ReceivedBytes uint64
 	// ReceivedAfterClose counts datagrams read from the network but not
-	// delivered because Close had been called.
+	// delivered because Close had been called (or the socket's Context,
+	// Node's signal, was done). Those still in the receive buffer are
+	// closed unread with it, as by the kernel (a virtual host counts them
+	// in its UDPStats.ClosedUnread).
 	ReceivedAfterClose uint64
+	// MessagesDiscarded counts datagrams the socket received but never
+	// delivered as 'message' because the loop closed it: Loop.Run stopped
+	// on a fatal error (an 'error' with no listener) or Run's context was
+	// cancelled. It covers the datagrams already read into the loop's
+	// queue and those still waiting in the socket's receive buffer, which
+	// the loop reads and counts before closing it (at most twice what the
+	// buffer holds, so that a peer that keeps sending cannot hold the
+	// loop: any beyond that are closed unread).
+	MessagesDiscarded uint64
 }
 
 type socketStats struct {
 	sent, sentBytes, sendErrors, sendErrorsUnreported, sendsDiscarded atomic.Uint64
-	received, receivedBytes, receivedAfterClose                       atomic.Uint64
+	received, receivedBytes, receivedAfterClose, messagesDiscarded    atomic.Uint64
 }
 
 const (
@@ -164,6 +179,7 @@ type Socket struct {
 
 	// Guarded by loop.mu.
 	closed        bool
+	abandoned     bool // closed by the loop (Run failed or was cancelled), not by Close
 	bindState     int
 	connectState  int
 	fdExists      bool // a bind reached the network (Node's fd exists)
@@ -174,7 +190,6 @@ type Socket struct {
 	queued        bool      // queue is in use (Node's state.queue !== undefined)
 	queuedSends   int       // sends in queue (it also holds connects and closes)
 	sends         sendQueue // sends waiting for their tick (send.go)
-	sendNextFn    func()    // s.sendNext, made once
 	unref         bool
 	broadcast     *bool // SetBroadcast while the fd exists but is unbound
 	readerStop    chan struct{}
@@ -270,6 +285,7 @@ func (s *Socket) Stats() SocketStats {
 		SendsDiscarded: st.sendsDiscarded.Load(),
 		Received:       st.received.Load(), ReceivedBytes: st.receivedBytes.Load(),
 		ReceivedAfterClose: st.receivedAfterClose.Load(),
+		MessagesDiscarded:  st.messagesDiscarded.Load(),
 	}
 }
 
@@ -351,7 +367,7 @@ func (s *Socket) doBind(port int, address string) {
 	if host == "" {
 		host = s.wildcard()
 	}
-	s.lookup(host, func(ip netip.Addr, err error) {
+	s.lookup(host, false, func(ip netip.Addr, err error) {
 		l := s.loop
 		l.mu.Lock()
 		if s.closed {
@@ -513,6 +529,15 @@ func (s *Socket) abortLocked() {
 
 // closeLocked releases the network endpoint and stops the reader.
 func (s *Socket) closeLocked() {
+	s.shutLocked()
+	if s.conn != nil {
+		s.conn.Close()
+	}
+}
+
+// shutLocked marks the socket closed, cancels its lookups and stops its
+// reading, leaving its conn open for the caller to close.
+func (s *Socket) shutLocked() {
 	s.closed = true
 	s.cancel()
 	s.loop.unwatchSignalLocked(s)
@@ -522,9 +547,6 @@ func (s *Socket) closeLocked() {
 	if s.notifyStop != nil {
 		s.notifyStop()
 		s.notifyStop = nil
-	}
-	if s.conn != nil {
-		s.conn.Close()
 	}
 	if s.readerStop != nil {
 		close(s.readerStop)
@@ -541,26 +563,42 @@ func (s *Socket) discardQueueLocked() {
 	s.queue, s.queued, s.queuedSends = nil, false, 0
 }
 
-// forceClose closes now, discarding queued sends, with a 'close' event.
+// countUndeliveredLocked counts n datagrams the socket received and will
+// not deliver: MessagesDiscarded if the loop closed it, else (Close did)
+// ReceivedAfterClose.
+func (s *Socket) countUndeliveredLocked(n uint64) {
+	if s.abandoned {
+		s.stats.messagesDiscarded.Add(n)
+	} else {
+		s.stats.receivedAfterClose.Add(n)
+	}
+}
+
+// abandonLocked closes an open socket for the loop (Run stopped on a fatal
+// error or was cancelled), without an event: what waits for 'listening'
+// is discarded (its sends counted), and the datagrams it will not deliver
+// count as MessagesDiscarded. It returns the conn, still open: the caller
+// passes it to discardUnread, which closes it.
+func (s *Socket) abandonLocked() Conn {
+	s.discardQueueLocked()
+	s.abandoned = true
+	s.shutLocked()
+	return s.conn
+}
+
+// forceClose closes now, discarding queued sends and counting the
+// datagrams it holds, with a 'close' event. It runs on the loop.
 func (s *Socket) forceClose() {
 	l := s.loop
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if s.closed {
+		l.mu.Unlock()
 		return
 	}
-	s.discardQueueLocked()
-	s.closeLocked()
+	conn := s.abandonLocked()
 	l.nextTickLocked(func() { s.emit(evClose, callPlain) })
-}
-
-// destroy closes without any event (the loop is failing).
-func (s *Socket) destroy() {
-	s.loop.mu.Lock()
-	defer s.loop.mu.Unlock()
-	if !s.closed {
-		s.closeLocked()
-	}
+	l.mu.Unlock()
+	s.discardUnread(conn)
 }
 
 // Address returns the bound address. Before the socket is bound (also
