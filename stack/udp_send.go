@@ -216,7 +216,7 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 	})
 	defer pkt.DecRef()
 	c.encodeUDP(pkt, rt.r, local.Port, to.Port)
-	tcpipErr = rt.r.WritePacket(stack.NetworkHeaderParams{
+	tcpipErr = c.host.sendOrHold(rt.r, stack.NetworkHeaderParams{
 		Protocol: udp.ProtocolNumber, TTL: rt.ttl, TOS: rt.tos, DF: rt.df,
 	}, pkt)
 	if _, ok := tcpipErr.(*tcpip.ErrNoBufferSpace); ok && !c.recvErr() {
