@@ -20,7 +20,8 @@ const benchSummary = `Measures UDP datagram paths side by side, in one process r
 and stack.UDPConn on virtual hosts (Switch, Pipe), the same dgram API and Go's
 net.UDPConn on kernel loopback (127.0.0.1), and Node's dgram on loopback (when
 node is installed). Measurements are interleaved round by round (round r: every
-path at the first size, then the next size, then ping-pong), so machine noise
+path at the first size at full speed, then paced, then the next size, then
+ping-pong), so machine noise
 spreads over all paths alike; the table shows medians over the rounds, their
 min-max, and ratios to kernel net.UDPConn from the same run. Then it starts N
 virtual hosts on one Switch and reports start time, memory per host and one
@@ -34,8 +35,9 @@ SO_RCVBUF (--rcvbuf). When the sender stops, the receiver is given until every
 datagram has arrived, or until none has arrived for 100ms. DELIVERED/S =
 received / (last receive - first send); LOSS = (sent - received) / sent over
 all rounds, where sent counts every send attempt (failed ones too); CPU/DGRAM
-is CPU time per datagram sent. A round in which kernel net.UDPConn lost more
-than 20% at full speed is inconclusive: ratios and targets leave it out.
+is CPU time per datagram sent. A round in which kernel net.UDPConn lost, or had
+not yet delivered, more than 20% when its full-speed sender stopped is
+inconclusive: ratios and targets leave it out.
 Ping-pong: one 64-byte datagram at a time to an echo socket for --duration; a
 ping with no pong within 500ms is a TIMEOUT and the next ping is sent. Real
 traffic goes to 127.0.0.1 only.`

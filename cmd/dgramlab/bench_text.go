@@ -129,7 +129,8 @@ func (rep *benchReport) writeText(w io.Writer) {
              RSS from /proc/self/status VmRSS and HEAP from the Go heap, after a GC that returns
              free memory to the OS, before and after; BROADCAST = one Send to 255.255.255.255
              from host 0 until every socket (host 0's own included) got it.
-  Every measurement builds fresh hosts and sockets. Ratios are medians over the reference's median.
+  Every measurement builds fresh hosts and sockets. A ratio is the path's median over the reference's
+  median, both over the clean rounds.
 `)
 }
 
