@@ -171,9 +171,11 @@ type reasmCounters struct {
 }
 
 // reasmFragOverhead is what a held fragment is charged beyond its packet's
-// length, for the bookkeeping around it: it makes a flood of tiny
-// fragments cost what it costs.
-const reasmFragOverhead = 64
+// length: about what Linux adds to a received frame's truesize (an sk_buff,
+// 256 bytes, and its skb_shared_info, 320), so that HighThresh holds about
+// as many fragments as on Linux and a flood of tiny ones costs what it
+// costs there.
+const reasmFragOverhead = 576
 
 // reasmMaxOffset is the largest offset a Fragment Offset field can say.
 const reasmMaxOffset = 0x1fff * 8

@@ -33,17 +33,17 @@ var (
 // reasmUpper is the upper-layer protocol of the test datagrams (UDP).
 const reasmUpper = 17
 
-// testKey returns the key of a test datagram. IPv6 datagrams with an odd ID
+// reasmKey returns the key of a test datagram. IPv6 datagrams with an odd ID
 // carry a Hop-by-Hop Options header in their unfragmentable part.
-func testKey(v6 bool, nic tcpip.NICID, id uint32) fragKey {
+func reasmKey(v6 bool, nic tcpip.NICID, id uint32) fragKey {
 	if v6 {
 		return fragKey{nic: nic, src: reasmSrc6, dst: reasmDst6, id: id}
 	}
 	return fragKey{nic: nic, src: reasmSrc4, dst: reasmDst4, proto: reasmUpper, id: id & 0xffff}
 }
 
-// ipv4Header returns an IPv4 header of hdrLen bytes (options are NOPs).
-func ipv4Header(key fragKey, hdrLen, totalLen, offset int, more bool) []byte {
+// reasmIPv4Header returns an IPv4 header of hdrLen bytes (options are NOPs).
+func reasmIPv4Header(key fragKey, hdrLen, totalLen, offset int, more bool) []byte {
 	h := make([]byte, hdrLen)
 	h[0] = 0x40 | byte(hdrLen/4)
 	binary.BigEndian.PutUint16(h[2:], uint16(totalLen))
@@ -64,16 +64,15 @@ func ipv4Header(key fragKey, hdrLen, totalLen, offset int, more bool) []byte {
 	return h
 }
 
-// ipv6Unfrag returns key's IPv6 unfragmentable part whose last Next Header
-// is next, with the payload length field set to payloadLen.
-func ipv6Unfrag(key fragKey, payloadLen int, next uint8) []byte {
+// reasmIPv6Unfrag returns key's IPv6 unfragmentable part whose last Next
+// Header is next, its payload length left for the caller to set.
+func reasmIPv6Unfrag(key fragKey, next uint8) []byte {
 	n := 40
 	if key.id%2 == 1 {
 		n = 48
 	}
 	h := make([]byte, n)
 	h[0] = 0x60
-	binary.BigEndian.PutUint16(h[4:], uint16(payloadLen))
 	h[6], h[7] = next, 64
 	s, d := key.src.As16(), key.dst.As16()
 	copy(h[8:], s[:])
@@ -85,13 +84,13 @@ func ipv6Unfrag(key fragKey, payloadLen int, next uint8) []byte {
 	return h
 }
 
-// mkFrag returns a fragment of key's datagram carrying data at offset.
-func mkFrag(v6 bool, key fragKey, offset int, more bool, data []byte) fragment {
+// reasmFrag returns a fragment of key's datagram carrying data at offset.
+func reasmFrag(v6 bool, key fragKey, offset int, more bool, data []byte) fragment {
 	if !v6 {
-		pkt := append(ipv4Header(key, 20, 20+len(data), offset, more), data...)
+		pkt := append(reasmIPv4Header(key, 20, 20+len(data), offset, more), data...)
 		return fragment{packet: pkt, hdrLen: 20, dataStart: 20, dataEnd: len(pkt), offset: offset, more: more}
 	}
-	unfrag := ipv6Unfrag(key, 0, uint8(header.IPv6FragmentExtHdrIdentifier))
+	unfrag := reasmIPv6Unfrag(key, uint8(header.IPv6FragmentExtHdrIdentifier))
 	fh := make([]byte, 8)
 	fh[0] = reasmUpper
 	fo := uint16(offset)
@@ -106,35 +105,35 @@ func mkFrag(v6 bool, key fragKey, offset int, more bool, data []byte) fragment {
 		offset: offset, more: more, nextHeader: reasmUpper}
 }
 
-// unfragmented returns key's datagram with payload, as one packet.
-func unfragmented(v6 bool, key fragKey, payload []byte) []byte {
+// reasmWhole returns key's datagram with payload, as one packet.
+func reasmWhole(v6 bool, key fragKey, payload []byte) []byte {
 	if !v6 {
-		return append(ipv4Header(key, 20, 20+len(payload), 0, false), payload...)
+		return append(reasmIPv4Header(key, 20, 20+len(payload), 0, false), payload...)
 	}
-	unfrag := ipv6Unfrag(key, 0, reasmUpper)
+	unfrag := reasmIPv6Unfrag(key, reasmUpper)
 	binary.BigEndian.PutUint16(unfrag[4:], uint16(len(unfrag)-40+len(payload)))
 	return append(unfrag, payload...)
 }
 
-// piece is a part of a datagram's payload.
-type piece struct {
+// reasmPiece is a part of a datagram's payload.
+type reasmPiece struct {
 	offset int
 	data   []byte
 	more   bool
 }
 
-// split cuts payload into pieces of size bytes (a multiple of 8), the last
-// one shorter.
-func split(payload []byte, size int) []piece {
-	var ps []piece
+// reasmSplit cuts payload into pieces of size bytes (a multiple of 8),
+// the last one shorter.
+func reasmSplit(payload []byte, size int) []reasmPiece {
+	var ps []reasmPiece
 	for off := 0; off < len(payload); off += size {
 		end := min(off+size, len(payload))
-		ps = append(ps, piece{offset: off, data: payload[off:end], more: end < len(payload)})
+		ps = append(ps, reasmPiece{offset: off, data: payload[off:end], more: end < len(payload)})
 	}
 	return ps
 }
 
-func pattern(n int, seed byte) []byte {
+func reasmPattern(n int, seed byte) []byte {
 	b := make([]byte, n)
 	for i := range b {
 		b[i] = byte(i*7) ^ seed
@@ -164,7 +163,7 @@ func (d reasmDrop) String() string {
 	return d.reason.String() + "[" + strings.Join(offs, " ") + "]"
 }
 
-func newHarness(tb testing.TB, opts reasmOptions) *reasmHarness {
+func newReasmHarness(tb testing.TB, opts reasmOptions) *reasmHarness {
 	tb.Helper()
 	h := &reasmHarness{clock: NewVirtualClock(time.Time{})}
 	if opts.Clock == nil {
@@ -209,9 +208,9 @@ func (h *reasmHarness) take() []reasmDrop {
 }
 
 // add adds a piece of key's datagram.
-func (h *reasmHarness) add(tb testing.TB, key fragKey, p piece) ([]byte, reasmReason) {
+func (h *reasmHarness) add(tb testing.TB, key fragKey, p reasmPiece) ([]byte, reasmReason) {
 	tb.Helper()
-	return h.r.add(key, mkFrag(h.r.v6, key, p.offset, p.more, p.data))
+	return h.r.add(key, reasmFrag(h.r.v6, key, p.offset, p.more, p.data))
 }
 
 // wantDrops checks the drops recorded since the last take: one call per
@@ -233,10 +232,10 @@ func TestReassemblerInOrderAndReverse(t *testing.T) {
 		for _, id := range []uint32{2, 3} { // IPv6: 3 has a Hop-by-Hop header
 			for _, reverse := range []bool{false, true} {
 				t.Run(fmt.Sprintf("v6=%v/id=%d/reverse=%v", v6, id, reverse), func(t *testing.T) {
-					h := newHarness(t, reasmOptions{IPv6: v6})
-					key := testKey(v6, 1, id)
-					payload := pattern(3000, 1)
-					ps := split(payload, 1232)
+					h := newReasmHarness(t, reasmOptions{IPv6: v6})
+					key := reasmKey(v6, 1, id)
+					payload := reasmPattern(3000, 1)
+					ps := reasmSplit(payload, 1232)
 					if reverse {
 						slices.Reverse(ps)
 					}
@@ -248,7 +247,7 @@ func TestReassemblerInOrderAndReverse(t *testing.T) {
 						}
 						whole = got
 					}
-					if want := unfragmented(v6, key, payload); !bytes.Equal(whole, want) {
+					if want := reasmWhole(v6, key, payload); !bytes.Equal(whole, want) {
 						t.Errorf("whole = %x\nwant    %x", whole[:60], want[:60])
 					}
 					if !v6 && !header.IPv4(whole).IsChecksumValid() {
@@ -265,11 +264,11 @@ func TestReassemblerInOrderAndReverse(t *testing.T) {
 }
 
 func TestReassemblerDuplicateKeepsDatagram(t *testing.T) {
-	h := newHarness(t, reasmOptions{})
-	key := testKey(false, 1, 7)
-	payload := pattern(100, 2)
-	ps := split(payload, 40)
-	for _, p := range []piece{ps[1], ps[1], ps[2], ps[2], ps[0]} {
+	h := newReasmHarness(t, reasmOptions{})
+	key := reasmKey(false, 1, 7)
+	payload := reasmPattern(100, 2)
+	ps := reasmSplit(payload, 40)
+	for _, p := range []reasmPiece{ps[1], ps[1], ps[2], ps[2], ps[0]} {
 		whole, why := h.add(t, key, p)
 		if why == reasmDuplicate {
 			continue
@@ -277,7 +276,7 @@ func TestReassemblerDuplicateKeepsDatagram(t *testing.T) {
 		if why != 0 {
 			t.Fatalf("add(%d) = %v", p.offset, why)
 		}
-		if whole != nil && !bytes.Equal(whole, unfragmented(false, key, payload)) {
+		if whole != nil && !bytes.Equal(whole, reasmWhole(false, key, payload)) {
 			t.Errorf("whole = %x, want the datagram", whole)
 		}
 	}
@@ -288,27 +287,27 @@ func TestReassemblerDuplicateKeepsDatagram(t *testing.T) {
 }
 
 func TestReassemblerOverlap(t *testing.T) {
-	payload := pattern(64, 3)
-	flipped := pattern(64, 0x55)
+	payload := reasmPattern(64, 3)
+	flipped := reasmPattern(64, 0x55)
 	tests := []struct {
 		name string
-		held []piece
-		add  piece
+		held []reasmPiece
+		add  reasmPiece
 		want string
 	}{
-		{"partial", []piece{{0, payload[:24], true}}, piece{16, payload[16:40], true}, "overlap[9/0 9/16]"},
-		{"inside", []piece{{0, payload[:48], true}}, piece{8, payload[8:16], true}, "overlap[9/0 9/8]"},
-		{"covering", []piece{{8, payload[8:16], true}}, piece{0, payload[:32], true}, "overlap[9/8 9/0]"},
-		{"same range other bytes", []piece{{8, payload[8:16], true}}, piece{8, flipped[8:16], true}, "overlap[9/8 9/8]"},
-		{"same offset longer", []piece{{8, payload[8:16], true}}, piece{8, payload[8:24], true}, "overlap[9/8 9/8]"},
-		{"next one", []piece{{0, payload[:8], true}, {16, payload[16:24], true}}, piece{8, payload[8:24], true}, "overlap[9/0 9/16 9/8]"},
-		{"last", []piece{{40, payload[40:], false}}, piece{32, payload[32:48], true}, "overlap[9/40 9/32]"},
+		{"partial", []reasmPiece{{0, payload[:24], true}}, reasmPiece{16, payload[16:40], true}, "overlap[9/0 9/16]"},
+		{"inside", []reasmPiece{{0, payload[:48], true}}, reasmPiece{8, payload[8:16], true}, "overlap[9/0 9/8]"},
+		{"covering", []reasmPiece{{8, payload[8:16], true}}, reasmPiece{0, payload[:32], true}, "overlap[9/8 9/0]"},
+		{"same range other bytes", []reasmPiece{{8, payload[8:16], true}}, reasmPiece{8, flipped[8:16], true}, "overlap[9/8 9/8]"},
+		{"same offset longer", []reasmPiece{{8, payload[8:16], true}}, reasmPiece{8, payload[8:24], true}, "overlap[9/8 9/8]"},
+		{"next one", []reasmPiece{{0, payload[:8], true}, {16, payload[16:24], true}}, reasmPiece{8, payload[8:24], true}, "overlap[9/0 9/16 9/8]"},
+		{"last", []reasmPiece{{40, payload[40:], false}}, reasmPiece{32, payload[32:48], true}, "overlap[9/40 9/32]"},
 	}
 	for _, v6 := range []bool{false, true} {
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("v6=%v/%s", v6, tt.name), func(t *testing.T) {
-				h := newHarness(t, reasmOptions{IPv6: v6})
-				key := testKey(v6, 1, 9)
+				h := newReasmHarness(t, reasmOptions{IPv6: v6})
+				key := reasmKey(v6, 1, 9)
 				for _, p := range tt.held {
 					if _, why := h.add(t, key, p); why != 0 {
 						t.Fatalf("add(%d) = %v", p.offset, why)
@@ -319,7 +318,7 @@ func TestReassemblerOverlap(t *testing.T) {
 				}
 				h.wantDrops(t, tt.want)
 				// The key starts afresh.
-				for _, p := range split(payload, 16) {
+				for _, p := range reasmSplit(payload, 16) {
 					if _, why := h.add(t, key, p); why != 0 {
 						t.Fatalf("add(%d) after the overlap = %v", p.offset, why)
 					}
@@ -333,26 +332,26 @@ func TestReassemblerOverlap(t *testing.T) {
 }
 
 func TestReassemblerInconsistent(t *testing.T) {
-	payload := pattern(64, 4)
+	payload := reasmPattern(64, 4)
 	tests := []struct {
 		name string
-		held []piece
-		add  piece
+		held []reasmPiece
+		add  reasmPiece
 		want string
 	}{
-		{"second last ends later", []piece{{32, payload[32:48], false}}, piece{48, payload[48:], false}, "inconsistent[5/32 5/48]"},
-		{"second last ends sooner", []piece{{32, payload[32:], false}}, piece{16, payload[16:24], false}, "inconsistent[5/32 5/16]"},
-		{"last before held data", []piece{{48, payload[48:56], true}}, piece{16, payload[16:32], false}, "inconsistent[5/48 5/16]"},
-		{"data past the end", []piece{{8, payload[8:16], false}}, piece{16, payload[16:32], true}, "inconsistent[5/8 5/16]"},
-		{"same range, more flag differs", []piece{{16, payload[16:32], true}}, piece{16, payload[16:32], false}, "inconsistent[5/16 5/16]"},
-		{"non-last length not a multiple of 8 (alone)", []piece{{0, payload[:16], true}}, piece{16, payload[16:21], true}, "inconsistent[5/16]"},
-		{"empty (alone)", []piece{{0, payload[:16], true}}, piece{16, nil, false}, "inconsistent[5/16]"},
+		{"second last ends later", []reasmPiece{{32, payload[32:48], false}}, reasmPiece{48, payload[48:], false}, "inconsistent[5/32 5/48]"},
+		{"second last ends sooner", []reasmPiece{{32, payload[32:], false}}, reasmPiece{16, payload[16:24], false}, "inconsistent[5/32 5/16]"},
+		{"last before held data", []reasmPiece{{48, payload[48:56], true}}, reasmPiece{16, payload[16:32], false}, "inconsistent[5/48 5/16]"},
+		{"data past the end", []reasmPiece{{8, payload[8:16], false}}, reasmPiece{16, payload[16:32], true}, "inconsistent[5/8 5/16]"},
+		{"same range, more flag differs", []reasmPiece{{16, payload[16:32], true}}, reasmPiece{16, payload[16:32], false}, "inconsistent[5/16 5/16]"},
+		{"non-last length not a multiple of 8 (alone)", []reasmPiece{{0, payload[:16], true}}, reasmPiece{16, payload[16:21], true}, "inconsistent[5/16]"},
+		{"empty (alone)", []reasmPiece{{0, payload[:16], true}}, reasmPiece{16, nil, false}, "inconsistent[5/16]"},
 	}
 	for _, v6 := range []bool{false, true} {
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("v6=%v/%s", v6, tt.name), func(t *testing.T) {
-				h := newHarness(t, reasmOptions{IPv6: v6})
-				key := testKey(v6, 1, 5)
+				h := newReasmHarness(t, reasmOptions{IPv6: v6})
+				key := reasmKey(v6, 1, 5)
 				for _, p := range tt.held {
 					if _, why := h.add(t, key, p); why != 0 {
 						t.Fatalf("add(%d) = %v", p.offset, why)
@@ -373,26 +372,26 @@ func TestReassemblerInconsistent(t *testing.T) {
 
 func TestReassemblerTooBig(t *testing.T) {
 	t.Run("v4 past 65535", func(t *testing.T) {
-		h := newHarness(t, reasmOptions{})
-		key := testKey(false, 1, 1)
-		if _, why := h.add(t, key, piece{0, pattern(8, 0), true}); why != 0 {
+		h := newReasmHarness(t, reasmOptions{})
+		key := reasmKey(false, 1, 1)
+		if _, why := h.add(t, key, reasmPiece{0, reasmPattern(8, 0), true}); why != 0 {
 			t.Fatal(why)
 		}
 		// 20 + 65528 + 16 > 65535.
-		if _, why := h.add(t, key, piece{reasmMaxOffset, pattern(16, 0), false}); why != reasmTooBig {
+		if _, why := h.add(t, key, reasmPiece{reasmMaxOffset, reasmPattern(16, 0), false}); why != reasmTooBig {
 			t.Errorf("add(end 65544) = %v, want %v", why, reasmTooBig)
 		}
 		h.wantDrops(t, "too-big[1/0 1/65528]")
 	})
 	t.Run("v4 header options arrive last", func(t *testing.T) {
-		h := newHarness(t, reasmOptions{})
-		key := testKey(false, 1, 1)
+		h := newReasmHarness(t, reasmOptions{})
+		key := reasmKey(false, 1, 1)
 		// 20 + 65512 fits; 24 + 65512 does not.
-		if _, why := h.add(t, key, piece{65504, pattern(8, 0), false}); why != 0 {
+		if _, why := h.add(t, key, reasmPiece{65504, reasmPattern(8, 0), false}); why != 0 {
 			t.Fatal(why)
 		}
-		first := mkFrag(false, key, 0, true, pattern(8, 0))
-		first.packet = append(ipv4Header(key, 24, 32, 0, true), first.packet[20:]...)
+		first := reasmFrag(false, key, 0, true, reasmPattern(8, 0))
+		first.packet = append(reasmIPv4Header(key, 24, 32, 0, true), first.packet[20:]...)
 		first.hdrLen, first.dataStart, first.dataEnd = 24, 24, 32
 		if _, why := h.r.add(key, first); why != reasmTooBig {
 			t.Errorf("add(first, 24-byte header) = %v, want %v", why, reasmTooBig)
@@ -400,13 +399,13 @@ func TestReassemblerTooBig(t *testing.T) {
 		h.wantDrops(t, "too-big[1/65504 1/0]")
 	})
 	t.Run("v6 payload past 65535", func(t *testing.T) {
-		h := newHarness(t, reasmOptions{IPv6: true})
-		key := testKey(true, 1, 2) // no extension header
+		h := newReasmHarness(t, reasmOptions{IPv6: true})
+		key := reasmKey(true, 1, 2) // no extension header
 		// 65528 + 8 = 65536 bytes of payload.
-		if _, why := h.add(t, key, piece{reasmMaxOffset, pattern(8, 0), false}); why != reasmTooBig {
+		if _, why := h.add(t, key, reasmPiece{reasmMaxOffset, reasmPattern(8, 0), false}); why != reasmTooBig {
 			t.Errorf("add(end 65536) = %v, want %v", why, reasmTooBig)
 		}
-		if _, why := h.add(t, key, piece{reasmMaxOffset, pattern(7, 0), false}); why != 0 {
+		if _, why := h.add(t, key, reasmPiece{reasmMaxOffset, reasmPattern(7, 0), false}); why != 0 {
 			t.Errorf("add(end 65535) = %v, want held", why)
 		}
 		h.wantDrops(t, "too-big[2/65528]")
@@ -419,12 +418,12 @@ func TestReassemblerTimeout(t *testing.T) {
 		timeout time.Duration
 	}{{false, 30 * time.Second}, {true, 60 * time.Second}} {
 		t.Run(fmt.Sprintf("v6=%v", tt.v6), func(t *testing.T) {
-			h := newHarness(t, reasmOptions{IPv6: tt.v6})
-			a, b := testKey(tt.v6, 1, 10), testKey(tt.v6, 1, 12)
-			h.add(t, a, piece{0, pattern(16, 0), true})
+			h := newReasmHarness(t, reasmOptions{IPv6: tt.v6})
+			a, b := reasmKey(tt.v6, 1, 10), reasmKey(tt.v6, 1, 12)
+			h.add(t, a, reasmPiece{0, reasmPattern(16, 0), true})
 			h.clock.Advance(tt.timeout / 2)
-			h.add(t, b, piece{8, pattern(8, 0), true})
-			h.add(t, a, piece{16, pattern(8, 0), true})
+			h.add(t, b, reasmPiece{8, reasmPattern(8, 0), true})
+			h.add(t, a, reasmPiece{16, reasmPattern(8, 0), true})
 			h.clock.Advance(tt.timeout/2 - time.Nanosecond)
 			h.wantDrops(t)
 			h.clock.Advance(time.Nanosecond)
@@ -440,30 +439,30 @@ func TestReassemblerTimeout(t *testing.T) {
 		// A timer that fires late (a busy host) does not let an expired
 		// datagram complete: add expires it first.
 		clock := NewVirtualClock(time.Time{})
-		h := newHarness(t, reasmOptions{Timeout: time.Second, Clock: lateClock{clock}})
-		key := testKey(false, 1, 10)
-		h.add(t, key, piece{0, pattern(8, 0), true})
+		h := newReasmHarness(t, reasmOptions{Timeout: time.Second, Clock: reasmLateClock{clock}})
+		key := reasmKey(false, 1, 10)
+		h.add(t, key, reasmPiece{0, reasmPattern(8, 0), true})
 		clock.Advance(time.Second)
 		h.wantDrops(t)
-		if whole, why := h.add(t, key, piece{8, pattern(8, 0), false}); whole != nil || why != 0 {
+		if whole, why := h.add(t, key, reasmPiece{8, reasmPattern(8, 0), false}); whole != nil || why != 0 {
 			t.Errorf("add(last, after the timeout) = %d bytes, %v; want held anew", len(whole), why)
 		}
 		h.wantDrops(t, "timeout[10/0]")
 	})
 }
 
-// lateClock is a clock whose timers fire an hour late.
-type lateClock struct{ *VirtualClock }
+// reasmLateClock is a clock whose timers fire an hour late.
+type reasmLateClock struct{ *VirtualClock }
 
-func (c lateClock) AfterFunc(d time.Duration, f func()) tcpip.Timer {
+func (c reasmLateClock) AfterFunc(d time.Duration, f func()) tcpip.Timer {
 	return c.VirtualClock.AfterFunc(d+time.Hour, f)
 }
 
 func TestReassemblerEviction(t *testing.T) {
 	charge := 20 + 1000 + reasmFragOverhead
-	h := newHarness(t, reasmOptions{HighThresh: 4*charge + 1, LowThresh: 2 * charge})
+	h := newReasmHarness(t, reasmOptions{HighThresh: 4*charge + 1, LowThresh: 2 * charge})
 	for id := range uint32(5) {
-		_, why := h.add(t, testKey(false, 1, id), piece{0, pattern(1000, 0), true})
+		_, why := h.add(t, reasmKey(false, 1, id), reasmPiece{0, reasmPattern(1000, 0), true})
 		if why != 0 {
 			t.Fatalf("add(%d) = %v", id, why)
 		}
@@ -474,9 +473,9 @@ func TestReassemblerEviction(t *testing.T) {
 	}
 
 	t.Run("its own datagram", func(t *testing.T) {
-		h := newHarness(t, reasmOptions{HighThresh: 1000})
-		key := testKey(false, 1, 1)
-		if _, why := h.add(t, key, piece{0, pattern(1000, 0), true}); why != reasmEvicted {
+		h := newReasmHarness(t, reasmOptions{HighThresh: 1000})
+		key := reasmKey(false, 1, 1)
+		if _, why := h.add(t, key, reasmPiece{0, reasmPattern(1000, 0), true}); why != reasmEvicted {
 			t.Errorf("add(bigger than HighThresh) = %v, want %v", why, reasmEvicted)
 		}
 		h.wantDrops(t, "eviction[1/0]")
@@ -500,9 +499,9 @@ func TestReassemblerMalformed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newHarness(t, reasmOptions{IPv6: tt.v6})
-			key := testKey(tt.v6, 1, 3)
-			f := mkFrag(tt.v6, key, 0, true, pattern(16, 0))
+			h := newReasmHarness(t, reasmOptions{IPv6: tt.v6})
+			key := reasmKey(tt.v6, 1, 3)
+			f := reasmFrag(tt.v6, key, 0, true, reasmPattern(16, 0))
 			tt.modify(&f)
 			if _, why := h.r.add(key, f); why != reasmMalformed {
 				t.Errorf("add(%s) = %v, want %v", tt.name, why, reasmMalformed)
@@ -515,12 +514,12 @@ func TestReassemblerMalformed(t *testing.T) {
 }
 
 func TestReassemblerAtomicFragment(t *testing.T) {
-	h := newHarness(t, reasmOptions{IPv6: true})
-	key := testKey(true, 1, 3)
-	h.add(t, key, piece{8, pattern(8, 0), true})
-	payload := pattern(40, 1)
-	whole, why := h.add(t, key, piece{0, payload, false})
-	if why != 0 || !bytes.Equal(whole, unfragmented(true, key, payload)) {
+	h := newReasmHarness(t, reasmOptions{IPv6: true})
+	key := reasmKey(true, 1, 3)
+	h.add(t, key, reasmPiece{8, reasmPattern(8, 0), true})
+	payload := reasmPattern(40, 1)
+	whole, why := h.add(t, key, reasmPiece{0, payload, false})
+	if why != 0 || !bytes.Equal(whole, reasmWhole(true, key, payload)) {
 		t.Errorf("add(atomic) = %x, %v; want the packet without its Fragment header", whole, why)
 	}
 	if c := h.r.counters(); c.Held != 1 {
@@ -533,16 +532,16 @@ func TestReassemblerAtomicFragment(t *testing.T) {
 // fails the test as a deadlock instead of hanging it.
 func TestReassemblerClose(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, reasmOptions{})
-		h.add(t, testKey(false, 1, 1), piece{0, pattern(8, 0), true})
-		h.add(t, testKey(false, 1, 2), piece{8, pattern(8, 0), true})
-		h.add(t, testKey(false, 1, 2), piece{24, pattern(8, 0), false})
+		h := newReasmHarness(t, reasmOptions{})
+		h.add(t, reasmKey(false, 1, 1), reasmPiece{0, reasmPattern(8, 0), true})
+		h.add(t, reasmKey(false, 1, 2), reasmPiece{8, reasmPattern(8, 0), true})
+		h.add(t, reasmKey(false, 1, 2), reasmPiece{24, reasmPattern(8, 0), false})
 		h.r.close()
 		h.wantDrops(t, "host-closed[1/0]", "host-closed[2/8 2/24]")
 		if _, ok := h.clock.Next(); ok {
 			t.Errorf("a timer is still pending after close")
 		}
-		if _, why := h.add(t, testKey(false, 1, 1), piece{8, pattern(8, 0), false}); why != reasmHostClosed {
+		if _, why := h.add(t, reasmKey(false, 1, 1), reasmPiece{8, reasmPattern(8, 0), false}); why != reasmHostClosed {
 			t.Errorf("add after close = %v, want %v", why, reasmHostClosed)
 		}
 		h.wantDrops(t, "host-closed[1/8]")
@@ -565,13 +564,13 @@ func TestReassemblerDropWithoutLock(t *testing.T) {
 		}
 		r.mu.Unlock()
 		if calls.Add(1) == 1 {
-			r.add(frags[0].key, mkFrag(false, frags[0].key, 0, true, pattern(7, 0)))
+			r.add(frags[0].key, reasmFrag(false, frags[0].key, 0, true, reasmPattern(7, 0)))
 		}
 	}})
 	defer r.close()
-	key := testKey(false, 1, 1)
-	r.add(key, mkFrag(false, key, 0, true, pattern(8, 0)))
-	r.add(key, mkFrag(false, key, 0, true, pattern(8, 0)))
+	key := reasmKey(false, 1, 1)
+	r.add(key, reasmFrag(false, key, 0, true, reasmPattern(8, 0)))
+	r.add(key, reasmFrag(false, key, 0, true, reasmPattern(8, 0)))
 	if n := calls.Load(); n != 2 {
 		t.Errorf("drop called %d times, want 2 (the duplicate, then the add it made)", n)
 	}
@@ -588,14 +587,14 @@ func TestReassemblerRealClockInSynctest(t *testing.T) {
 			got = append(got, fmt.Sprintf("%v/%d", reason, len(frags)))
 			mu.Unlock()
 		}})
-		key := testKey(false, 1, 1)
-		r.add(key, mkFrag(false, key, 0, true, pattern(8, 0)))
+		key := reasmKey(false, 1, 1)
+		r.add(key, reasmFrag(false, key, 0, true, reasmPattern(8, 0)))
 		time.Sleep(30*time.Second - time.Nanosecond)
 		synctest.Wait()
-		r.add(key, mkFrag(false, key, 8, true, pattern(8, 0)))
+		r.add(key, reasmFrag(false, key, 8, true, reasmPattern(8, 0)))
 		time.Sleep(time.Nanosecond)
 		synctest.Wait()
-		r.add(testKey(false, 1, 2), mkFrag(false, testKey(false, 1, 2), 8, true, pattern(8, 0)))
+		r.add(reasmKey(false, 1, 2), reasmFrag(false, reasmKey(false, 1, 2), 8, true, reasmPattern(8, 0)))
 		r.close()
 		mu.Lock()
 		defer mu.Unlock()
@@ -622,17 +621,17 @@ func TestReassemblerConcurrent(t *testing.T) {
 				// Each goroutine has datagrams of its own (NIC g+1) and adds
 				// every fragment of the shared ones (NIC 99) too.
 				// Each goroutine cuts the shared ones its own way.
-				key, size := testKey(false, tcpip.NICID(g+1), uint32(d)), 1+rng.IntN(4000)
+				key, size := reasmKey(false, tcpip.NICID(g+1), uint32(d)), 1+rng.IntN(4000)
 				if d%3 == 0 {
-					key, size = testKey(false, 99, uint32(d)), 1+d*13
+					key, size = reasmKey(false, 99, uint32(d)), 1+d*13
 				}
-				payload := pattern(size, byte(d))
-				ps := split(payload, 8*(1+rng.IntN(100)))
+				payload := reasmPattern(size, byte(d))
+				ps := reasmSplit(payload, 8*(1+rng.IntN(100)))
 				rng.Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
 				for _, p := range ps {
 					added.Add(1)
-					whole, why := r.add(key, mkFrag(false, key, p.offset, p.more, p.data))
-					if whole != nil && (why != 0 || !bytes.Equal(whole, unfragmented(false, key, payload))) {
+					whole, why := r.add(key, reasmFrag(false, key, p.offset, p.more, p.data))
+					if whole != nil && (why != 0 || !bytes.Equal(whole, reasmWhole(false, key, payload))) {
 						t.Errorf("add(%v) = %d bytes, %v; want the datagram", key, len(whole), why)
 					}
 				}
@@ -673,19 +672,19 @@ func TestReasmReasonString(t *testing.T) {
 }
 
 func TestReassemblerRebuildHelpers(t *testing.T) {
-	key4, key6 := testKey(false, 1, 1), testKey(true, 1, 3)
-	payload := pattern(100, 9)
+	key4, key6 := reasmKey(false, 1, 1), reasmKey(true, 1, 3)
+	payload := reasmPattern(100, 9)
 	// A first fragment's header with Don't Fragment (kept) and 8 bytes of
 	// options.
-	hdr := ipv4Header(key4, 28, 48, 0, true)
+	hdr := reasmIPv4Header(key4, 28, 48, 0, true)
 	hdr[6] |= 0x40
 	got := rebuildIPv4(hdr, payload)
 	h := header.IPv4(got)
 	if h.HeaderLength() != 28 || h.TotalLength() != 128 || h.Flags() != header.IPv4FlagDontFragment || h.FragmentOffset() != 0 || !h.IsChecksumValid() || !bytes.Equal(h.Payload(), payload) {
 		t.Errorf("rebuildIPv4 = %x, want 28-byte header, length 128, DF only, valid checksum", got)
 	}
-	f := mkFrag(true, key6, 0, true, payload)
-	if got, want := rebuildIPv6(f.packet[:f.hdrLen], reasmUpper, payload), unfragmented(true, key6, payload); !bytes.Equal(got, want) {
+	f := reasmFrag(true, key6, 0, true, payload)
+	if got, want := rebuildIPv6(f.packet[:f.hdrLen], reasmUpper, payload), reasmWhole(true, key6, payload); !bytes.Equal(got, want) {
 		t.Errorf("rebuildIPv6 = %x\nwant          %x", got, want)
 	}
 	for _, bad := range []struct {
@@ -704,17 +703,17 @@ func TestReassemblerRebuildHelpers(t *testing.T) {
 	}
 }
 
-// conservation drives a reassembler and checks, on every add, that each
+// reasmConservation drives a reassembler and checks, on every add, that each
 // fragment ends exactly once: in a returned datagram (whose fragments must
 // tile it and rebuild it exactly) or in a drop record (with its bytes as
 // sent). Drops must be reported on the test's goroutine (a VirtualClock).
-type conservation struct {
+type reasmConservation struct {
 	tb       testing.TB
 	r        *reassembler
 	clock    *VirtualClock
 	mu       sync.Mutex
 	serial   uint32
-	pending  map[fragKey]map[uint32]*sentFrag
+	pending  map[fragKey]map[uint32]*reasmSent
 	npending int
 	adds     uint64
 	dropped  map[uint32]reasmReason
@@ -724,8 +723,8 @@ type conservation struct {
 	payloads map[fragKey][]byte
 }
 
-// sentFrag is a fragment given to add, as it was then.
-type sentFrag struct {
+// reasmSent is a fragment given to add, as it was then.
+type reasmSent struct {
 	key     fragKey
 	f       fragment
 	serial  uint32
@@ -733,10 +732,10 @@ type sentFrag struct {
 	packet  []byte // a copy
 }
 
-func newConservation(tb testing.TB, opts reasmOptions) *conservation {
-	c := &conservation{
+func newReasmConservation(tb testing.TB, opts reasmOptions) *reasmConservation {
+	c := &reasmConservation{
 		tb: tb, clock: NewVirtualClock(time.Time{}),
-		pending: map[fragKey]map[uint32]*sentFrag{}, dropped: map[uint32]reasmReason{},
+		pending: map[fragKey]map[uint32]*reasmSent{}, dropped: map[uint32]reasmReason{},
 		env: map[fragKey]bool{}, done: map[fragKey]int{}, bad: map[fragKey]bool{}, payloads: map[fragKey][]byte{},
 	}
 	opts.Clock, opts.Drop = c.clock, c.onDrop
@@ -746,16 +745,16 @@ func newConservation(tb testing.TB, opts reasmOptions) *conservation {
 
 // The serial of each fragment travels in 4 bytes after its data, like link
 // padding: the reassembler must keep them in records and out of datagrams.
-func serialOf(packet []byte) uint32 { return binary.BigEndian.Uint32(packet[len(packet)-4:]) }
+func reasmSerial(packet []byte) uint32 { return binary.BigEndian.Uint32(packet[len(packet)-4:]) }
 
-func (c *conservation) onDrop(frags []fragmentRecord, reason reasmReason) {
+func (c *reasmConservation) onDrop(frags []fragmentRecord, reason reasmReason) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if alone := reason == reasmDuplicate || reason == reasmMalformed; alone && len(frags) != 1 {
 		c.tb.Errorf("%v dropped %d fragments at once, want 1", reason, len(frags))
 	}
 	for _, rec := range frags {
-		s := serialOf(rec.packet)
+		s := reasmSerial(rec.packet)
 		sf := c.pending[rec.key][s]
 		if sf == nil {
 			c.tb.Errorf("%v: fragment %d (key %v, offset %d) reported but not pending (reported twice?)", reason, s, rec.key, rec.offset)
@@ -775,16 +774,16 @@ func (c *conservation) onDrop(frags []fragmentRecord, reason reasmReason) {
 }
 
 // add adds f to key's datagram and checks the outcome.
-func (c *conservation) add(key fragKey, f fragment, correct bool) {
+func (c *reasmConservation) add(key fragKey, f fragment, correct bool) {
 	c.tb.Helper()
 	c.mu.Lock()
 	c.serial++
 	c.adds++
 	s := c.serial
 	f.packet = binary.BigEndian.AppendUint32(slices.Clip(f.packet), s)
-	sf := &sentFrag{key: key, f: f, serial: s, correct: correct, packet: bytes.Clone(f.packet)}
+	sf := &reasmSent{key: key, f: f, serial: s, correct: correct, packet: bytes.Clone(f.packet)}
 	if c.pending[key] == nil {
-		c.pending[key] = map[uint32]*sentFrag{}
+		c.pending[key] = map[uint32]*reasmSent{}
 	}
 	c.pending[key][s] = sf
 	c.npending++
@@ -806,9 +805,9 @@ func (c *conservation) add(key fragKey, f fragment, correct bool) {
 			c.tb.Errorf("add(%d) = %d bytes, %v; drop reported: %v", s, len(whole), why, c.dropped[s])
 		}
 	case whole != nil:
-		var in []*sentFrag
+		var in []*reasmSent
 		if f.offset == 0 && !f.more {
-			in = []*sentFrag{sf}
+			in = []*reasmSent{sf}
 			delete(c.pending[key], s)
 		} else {
 			for _, p := range c.pending[key] {
@@ -834,8 +833,8 @@ func (c *conservation) add(key fragKey, f fragment, correct bool) {
 
 // checkWhole checks that the fragments in tile a datagram and that whole
 // is it.
-func (c *conservation) checkWhole(key fragKey, whole []byte, in []*sentFrag) {
-	slices.SortFunc(in, func(a, b *sentFrag) int { return a.f.offset - b.f.offset })
+func (c *reasmConservation) checkWhole(key fragKey, whole []byte, in []*reasmSent) {
+	slices.SortFunc(in, func(a, b *reasmSent) int { return a.f.offset - b.f.offset })
 	var payload []byte
 	correct := true
 	for i, p := range in {
@@ -846,7 +845,7 @@ func (c *conservation) checkWhole(key fragKey, whole []byte, in []*sentFrag) {
 		payload = append(payload, p.packet[p.f.dataStart:p.f.dataEnd]...)
 		correct = correct && p.correct
 	}
-	if want := unfragmented(c.r.v6, key, payload); !bytes.Equal(whole, want) {
+	if want := reasmWhole(c.r.v6, key, payload); !bytes.Equal(whole, want) {
 		c.tb.Errorf("datagram %v = %x\nwant %x", key, whole, want)
 	}
 	if orig, ok := c.payloads[key]; ok && correct && !bytes.Equal(payload, orig) {
@@ -859,7 +858,7 @@ func (c *conservation) checkWhole(key fragKey, whole []byte, in []*sentFrag) {
 }
 
 // close closes the reassembler and checks that nothing is left.
-func (c *conservation) close() {
+func (c *reasmConservation) close() {
 	c.tb.Helper()
 	c.r.close()
 	k := c.r.counters()
@@ -918,18 +917,18 @@ func reasmStream(t *testing.T, rng *rand.Rand) reasmCounters {
 	if rng.IntN(3) == 0 {
 		opts.Timeout = time.Duration(1+rng.IntN(5)) * time.Second
 	}
-	c := newConservation(t, opts)
+	c := newReasmConservation(t, opts)
 	timeout := c.r.timeout
 
 	type op struct {
 		key     fragKey
-		p       piece
+		p       reasmPiece
 		correct bool
 	}
 	var ops []op
 	clean := map[fragKey]bool{}
 	for j := range 1 + rng.IntN(5) {
-		key := testKey(v6, tcpip.NICID(1+j%2), uint32(100+j/2))
+		key := reasmKey(v6, tcpip.NICID(1+j%2), uint32(100+j/2))
 		size := 1 + rng.IntN(3000)
 		if rng.IntN(20) == 0 {
 			size = 1 + rng.IntN(20000)
@@ -941,7 +940,7 @@ func reasmStream(t *testing.T, rng *rand.Rand) reasmCounters {
 		c.payloads[key] = payload
 		clean[key] = true
 		fragSize := 8 * (1 + rng.IntN(185))
-		for _, p := range split(payload, fragSize) {
+		for _, p := range reasmSplit(payload, fragSize) {
 			if rng.IntN(20) == 0 {
 				clean[key] = false // lost
 				continue
@@ -960,16 +959,16 @@ func reasmStream(t *testing.T, rng *rand.Rand) reasmCounters {
 			if !correct {
 				data[0] ^= 0xff
 			}
-			ops = append(ops, op{key, piece{a, data, b < size}, correct})
+			ops = append(ops, op{key, reasmPiece{a, data, b < size}, correct})
 		}
 		if rng.IntN(20) == 0 { // a last fragment that ends elsewhere
 			clean[key] = false
 			a := 8 * rng.IntN((size+7)/8+2)
-			ops = append(ops, op{key, piece{a, pattern(1+rng.IntN(100), 0), false}, false})
+			ops = append(ops, op{key, reasmPiece{a, reasmPattern(1+rng.IntN(100), 0), false}, false})
 		}
 		if rng.IntN(30) == 0 { // past 65535
 			clean[key] = false
-			ops = append(ops, op{key, piece{reasmMaxOffset, pattern(8+8*rng.IntN(4), 0), false}, false})
+			ops = append(ops, op{key, reasmPiece{reasmMaxOffset, reasmPattern(8+8*rng.IntN(4), 0), false}, false})
 		}
 	}
 	if rng.IntN(2) == 0 {
@@ -988,7 +987,7 @@ func reasmStream(t *testing.T, rng *rand.Rand) reasmCounters {
 		case n < 15:
 			c.clock.Advance(time.Duration(rng.IntN(200)) * time.Millisecond)
 		}
-		c.add(o.key, mkFrag(v6, o.key, o.p.offset, o.p.more, o.p.data), o.correct)
+		c.add(o.key, reasmFrag(v6, o.key, o.p.offset, o.p.more, o.p.data), o.correct)
 	}
 	if rng.IntN(2) == 0 {
 		c.clock.Advance(2 * timeout)
@@ -1015,19 +1014,22 @@ func FuzzReassembler(f *testing.F) {
 		if len(data) == 0 {
 			return
 		}
+		// Up to 128 operations: longer inputs make executions, and their
+		// minimization, slow without reaching more.
+		data = data[:min(len(data), 1+4*128)]
 		v6 := data[0]&1 != 0
 		opts := reasmOptions{IPv6: v6, Timeout: time.Second}
 		if data[0]&2 != 0 {
 			opts.HighThresh = 500 + int(data[0]>>2)*50
 		}
-		c := newConservation(t, opts)
+		c := newReasmConservation(t, opts)
 		for data = data[1:]; len(data) >= 4; data = data[4:] {
 			b := data[:4]
 			if b[0]>>5 == 7 {
 				c.clock.Advance(time.Duration(b[1]) * 10 * time.Millisecond)
 				continue
 			}
-			key := testKey(v6, 1, uint32(b[0]&3))
+			key := reasmKey(v6, 1, uint32(b[0]&3))
 			more := b[0]&4 != 0
 			offset := int(b[1]) * 8
 			if b[0]&8 != 0 {
@@ -1044,7 +1046,7 @@ func FuzzReassembler(f *testing.F) {
 			if b[3]&1 != 0 && n > 0 {
 				payload[0] ^= 0xff
 			}
-			fr := mkFrag(v6, key, offset, more, payload)
+			fr := reasmFrag(v6, key, offset, more, payload)
 			if b[3]&0xe0 == 0xe0 {
 				switch b[3] >> 1 & 3 {
 				case 0:
