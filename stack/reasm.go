@@ -11,6 +11,8 @@ import (
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // This file is the host's own IP reassembly. gVisor's drops fragments
@@ -20,9 +22,9 @@ import (
 // discard the datagram) and RFC 6946 (atomic fragments stand alone), with
 // Linux's limits as defaults.
 
-// reasmReason says why the reassembler dropped fragments. The host reports
-// them under its drop reason for reassembly, with String as the detail.
-// The zero value is no reason: add returns it for a fragment it kept.
+// reasmReason says why the reassembler dropped fragments: the detail of
+// the ledger's reason (wireReason). The zero value is no reason: add
+// returns it for a fragment it kept.
 type reasmReason uint8
 
 // The reasons. Those marked "alone" drop only the fragment being added;
@@ -78,6 +80,20 @@ func (r reasmReason) String() string {
 		return reasmReasonNames[r]
 	}
 	return "reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// wireReason is the reason the host's ledger counts the drop under:
+// wire.DropHostClosed for reasmHostClosed, wire.DropBadHeader for
+// reasmMalformed (a first fragment's header that cannot be rebuilt), and
+// wire.DropReassembly, with String as the detail, for the others.
+func (r reasmReason) wireReason() wire.DropReason {
+	switch r {
+	case reasmHostClosed:
+		return wire.DropHostClosed
+	case reasmMalformed:
+		return wire.DropBadHeader
+	}
+	return wire.DropReassembly
 }
 
 // fragKey identifies the datagram a fragment belongs to: RFC 791's

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/goleak"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
+
+	"github.com/dgramlab/dgramlab/wire"
 )
 
 // Packet builders. The headers are written by hand here, not with the
@@ -668,6 +670,14 @@ func TestReasmReasonString(t *testing.T) {
 	}
 	if got := fmt.Sprint(reasmOverlap); got != "overlap" {
 		t.Errorf("fmt.Sprint(reasmOverlap) = %q, want overlap", got)
+	}
+	for r, want := range map[reasmReason]wire.DropReason{
+		reasmTimeout: wire.DropReassembly, reasmDuplicate: wire.DropReassembly,
+		reasmMalformed: wire.DropBadHeader, reasmHostClosed: wire.DropHostClosed,
+	} {
+		if got := r.wireReason(); got != want {
+			t.Errorf("%v.wireReason() = %v, want %v", r, got, want)
+		}
 	}
 }
 
