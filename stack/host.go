@@ -79,6 +79,10 @@ type Host struct {
 	// exposed is set once Stack handed the gVisor stack out.
 	exposed atomic.Bool
 
+	// reasm4 and reasm6 reassemble the fragments that come in for the
+	// host (reasm.go), so that none is dropped without a count.
+	reasm4, reasm6 *reassembler
+
 	// neigh holds the datagrams waiting for ARP or NDP (neigh.go).
 	neigh neighQueues
 
@@ -127,6 +131,14 @@ func NewHost(opts HostOptions) (*Host, error) {
 		SecureRNG:          &lockedReader{r: randv2.NewChaCha8(key)},
 	})
 	h.s = s
+	for _, v6 := range []bool{false, true} {
+		r := newReassembler(reasmOptions{IPv6: v6, Clock: clock, Drop: h.dropFragments})
+		if v6 {
+			h.reasm6 = r
+		} else {
+			h.reasm4 = r
+		}
+	}
 	for name, addrs := range opts.Hosts {
 		h.hosts[normHostName(name)] = append([]netip.Addr(nil), addrs...)
 	}
@@ -601,6 +613,8 @@ func (h *Host) Close() error {
 	}
 	h.closeNeigh()
 	h.s.Destroy()
+	h.reasm4.close()
+	h.reasm6.close()
 	h.watchers.Wait()
 	h.clock.close()
 	return nil

@@ -164,3 +164,11 @@ func (h *Host) publishNICsLocked() {
 	}
 	h.nicTable.Store(&t)
 }
+
+// dropFragments is the reassemblers' drop callback: each fragment they
+// discard is a drop of the NIC it came in through.
+func (h *Host) dropFragments(frags []fragmentRecord, reason reasmReason) {
+	for _, f := range frags {
+		h.dropBytes(f.key.nic, wire.Inbound, reason.wireReason(), f.packet)
+	}
+}

@@ -3,6 +3,7 @@ package stack
 import (
 	"sync/atomic"
 
+	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
@@ -246,6 +247,9 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 		e.drop(wire.DropNotForUs, pkt)
 		return true
 	}
+	if (ip.More() || ip.FragmentOffset() != 0) && !e.host.exposed.Load() {
+		return e.reassemble4(pkt, ip[:ihl], total)
+	}
 	if !ours || !e.lean() || ihl != header.IPv4MinimumSize || ip.More() || ip.FragmentOffset() != 0 ||
 		ip.TransportProtocol() != udp.ProtocolNumber || total < header.IPv4MinimumSize+header.UDPMinimumSize {
 		return false
@@ -316,6 +320,11 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 		e.drop(wire.DropNotForUs, pkt)
 		return true
 	}
+	if ip.NextHeader() != uint8(udp.ProtocolNumber) && !e.host.exposed.Load() {
+		if done, handled := e.reassemble6(pkt, total); handled {
+			return done
+		}
+	}
 	if !e.lean() || ip.TransportProtocol() != udp.ProtocolNumber || total < header.IPv6MinimumSize+header.UDPMinimumSize || src == header.IPv6Any {
 		return false
 	}
@@ -381,4 +390,80 @@ func (e *nicEdge) deliverUDP(c *UDPConn, rx *rxDatagram, pkt *stack.PacketBuffer
 		st.UDP.PacketsReceived.Increment()
 		c.deliver(rx, pkt)
 	}
+}
+
+// reassemble4 gives an IPv4 fragment for the host to the host's
+// reassembler and, when it completes a datagram, delivers the whole packet
+// as if it had come in so; it reports that it dealt with the fragment.
+// hdr is the fragment's IP header, total its total length.
+func (e *nicEdge) reassemble4(pkt *stack.PacketBuffer, hdr header.IPv4, total int) bool {
+	packet := pullPacket(pkt, total)
+	if packet == nil {
+		e.drop(wire.DropBadHeader, pkt)
+		return true
+	}
+	key := fragKey{nic: e.id, src: fromTCPIPAddr(hdr.SourceAddress()), dst: fromTCPIPAddr(hdr.DestinationAddress()),
+		proto: hdr.Protocol(), id: uint32(hdr.ID())}
+	whole, _ := e.host.reasm4.add(key, fragment{packet: packet, hdrLen: len(hdr), dataStart: len(hdr), dataEnd: total,
+		offset: int(hdr.FragmentOffset()), more: hdr.More()})
+	if whole != nil {
+		e.deliverWhole(ipv4.ProtocolNumber, whole)
+	}
+	return true
+}
+
+// reassemble6 is reassemble4 for IPv6: it walks the extension headers
+// that precede a Fragment header (hop-by-hop, routing, destination
+// options). handled is false for a packet without a Fragment header there,
+// which takes its usual path.
+func (e *nicEdge) reassemble6(pkt *stack.PacketBuffer, total int) (done, handled bool) {
+	packet := pullPacket(pkt, total)
+	if packet == nil {
+		return false, false
+	}
+	nh, off := packet[6], header.IPv6MinimumSize
+	for i := 0; i < 8; i++ {
+		switch nh {
+		case 0, 43, 60: // hop-by-hop, routing, destination options
+			if off+8 > len(packet) {
+				return false, false
+			}
+			nh, off = packet[off], off+(int(packet[off+1])+1)*8
+		case 44: // fragment
+			if off+header.IPv6FragmentHeaderSize > len(packet) {
+				e.drop(wire.DropBadHeader, pkt)
+				return true, true
+			}
+			f := header.IPv6Fragment(packet[off:])
+			ip := header.IPv6(packet)
+			key := fragKey{nic: e.id, src: fromTCPIPAddr(ip.SourceAddress()), dst: fromTCPIPAddr(ip.DestinationAddress()), id: f.ID()}
+			whole, _ := e.host.reasm6.add(key, fragment{packet: packet, hdrLen: off, dataStart: off + header.IPv6FragmentHeaderSize,
+				dataEnd: total, offset: int(f.FragmentOffset()) * 8, more: f.More(), nextHeader: f.NextHeader()})
+			if whole != nil {
+				e.deliverWhole(ipv6.ProtocolNumber, whole)
+			}
+			return true, true
+		default:
+			return false, false
+		}
+	}
+	return false, false
+}
+
+// pullPacket returns pkt's first n bytes of data (the IP packet),
+// contiguous, or nil if it has fewer.
+func pullPacket(pkt *stack.PacketBuffer, n int) []byte {
+	b, ok := pkt.Data().PullUp(n)
+	if !ok {
+		return nil
+	}
+	return b
+}
+
+// deliverWhole delivers a reassembled packet as if the link had: the lean
+// path or gVisor's NIC.
+func (e *nicEdge) deliverWhole(proto tcpip.NetworkProtocolNumber, packet []byte) {
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: buffer.MakeWithData(packet)})
+	defer pkt.DecRef()
+	(&edgeDispatcher{e}).DeliverNetworkPacket(proto, pkt)
 }
