@@ -344,6 +344,7 @@ func TestFaultCloseInMessage(t *testing.T) {
 	if got := uint64(server.msgs) + st.ClosedUnread + st.NoListener + st.BufferFull; server.msgs != 2 || got != burst+1 {
 		t.Errorf("server read %d, closed unread %d, no listener %d, buffer full %d: %d of %d datagrams accounted for (want 2 read)",
 			server.msgs, st.ClosedUnread, st.NoListener, st.BufferFull, got, burst+1)
+		t.Logf("ledgers: client %v, server %v", l.hosts[0].Stats().Drops, l.hosts[1].Stats().Drops)
 	}
 }
 

@@ -38,6 +38,16 @@ type neighKey struct {
 	hop tcpip.Address
 }
 
+// neighFor returns the neighbour r sends to: its gateway, or its
+// destination on a subnet of the NIC's (gVisor's NextHop is empty then).
+func neighFor(r *stack.Route) neighKey {
+	hop := r.NextHop()
+	if hop.Len() == 0 {
+		hop = r.RemoteAddress()
+	}
+	return neighKey{nic: r.NICID(), hop: hop}
+}
+
 // waitingDatagram is a datagram waiting for its neighbour, as the packet
 // the route's IP layer will take (its UDP header built), with the route and
 // the IP header fields to send it with.
@@ -57,6 +67,9 @@ type neighWait struct {
 	// and sets flushing.
 	ended, flushing bool
 	err             tcpip.Error
+	// done is closed when a flush has sent everything and the queue is
+	// gone: senders to k wait for it rather than overtake the flush.
+	done chan struct{}
 }
 
 // neighQueues are a host's queues of datagrams waiting for neighbours.
@@ -74,23 +87,34 @@ type neighQueues struct {
 // them, to keep the send order). It reports the write's error; a held
 // datagram is a successful send. The caller keeps its reference to pkt.
 func (h *Host) sendOrHold(r *stack.Route, params stack.NetworkHeaderParams, pkt *stack.PacketBuffer) tcpip.Error {
-	k := neighKey{nic: r.NICID(), hop: r.NextHop()}
+	k := neighFor(r)
 	nq := &h.neigh
-	if nq.n.Load() != 0 {
+	for nq.n.Load() != 0 {
 		nq.mu.Lock()
-		if w, ok := nq.waits[k]; ok {
-			if !w.ended || w.flushing {
-				h.appendLocked(w, r, params, pkt)
-				return nil // appendLocked unlocked nq.mu
-			}
-			// Resolution ended and nobody flushes the queue yet: this
-			// sender does, before its own datagram goes.
-			w.flushing = true
+		w, ok := nq.waits[k]
+		if !ok {
 			nq.mu.Unlock()
-			h.flush(k, w)
-		} else {
-			nq.mu.Unlock()
+			break
 		}
+		if !w.ended {
+			h.appendLocked(w, r, params, pkt)
+			return nil // appendLocked unlocked nq.mu
+		}
+		if w.flushing {
+			// Another goroutine sends what waited: this datagram goes
+			// after it, once it is done, as on Linux, where the queue is
+			// flushed as resolution completes.
+			done := w.done
+			nq.mu.Unlock()
+			<-done
+			continue
+		}
+		// Resolution ended and nobody flushes the queue yet: this sender
+		// does, before its own datagram goes.
+		w.flushing = true
+		nq.mu.Unlock()
+		h.flush(k, w)
+		break
 	}
 	if _, ok := r.ResolvedFields(nil).(*tcpip.ErrWouldBlock); ok {
 		h.hold(k, r, params, pkt)
@@ -115,7 +139,7 @@ func (h *Host) hold(k neighKey, r *stack.Route, params stack.NetworkHeaderParams
 	}
 	w, existed := nq.waits[k]
 	if !existed {
-		w = &neighWait{}
+		w = &neighWait{done: make(chan struct{})}
 		nq.waits[k] = w
 		nq.n.Store(int32(len(nq.waits)))
 	}
@@ -123,17 +147,7 @@ func (h *Host) hold(k neighKey, r *stack.Route, params stack.NetworkHeaderParams
 	if existed {
 		return
 	}
-	// gVisor calls back with the neighbour entry locked, or at once when
-	// it has resolved meanwhile: the queue is flushed by the next sender to
-	// k, or on a clock callback of its own, as gVisor flushes its queue.
-	r.ResolvedFields(func(res stack.ResolvedFieldsResult) {
-		nq.mu.Lock()
-		if w := nq.waits[k]; w != nil && !w.ended {
-			w.ended, w.err = true, res.Err
-		}
-		nq.mu.Unlock()
-		h.clock.AfterFunc(0, func() { h.resolved(k) })
-	})
+	h.watch(k, r)
 }
 
 // appendLocked adds a datagram to w, dropping the oldest ones (as
@@ -186,39 +200,99 @@ func (h *Host) flush(k neighKey, w *neighWait) {
 				delete(nq.waits, k)
 				nq.n.Store(int32(len(nq.waits)))
 			}
+			close(w.done) // the flusher's: closeNeigh leaves it to us
 			nq.mu.Unlock()
 			return
 		}
 		nq.mu.Unlock()
-		for _, d := range batch {
+		for i, d := range batch {
 			if err == nil {
-				// A datagram may still find its neighbour unresolved (it
-				// went stale meanwhile): gVisor queues it then.
+				if _, ok := d.r.ResolvedFields(nil).(*tcpip.ErrWouldBlock); ok {
+					// The neighbour is unresolved again (its entry went
+					// away meanwhile): what is left waits once more.
+					h.rehold(k, w, batch[i:])
+					return
+				}
 				if tcpipErr := d.r.WritePacket(d.params, d.pkt); tcpipErr == nil {
 					d.pkt.DecRef()
 					d.r.Release()
 					continue
 				}
 				h.s.Stats().UDP.PacketSendErrors.Increment()
+				nq.mu.Lock()
+				closed := nq.closed
+				nq.mu.Unlock()
+				if closed {
+					h.dropWaiting(d, wire.DropHostClosed)
+					continue
+				}
 			}
 			h.dropWaiting(d, wire.DropUnresolved)
 		}
 	}
 }
 
-// closeNeigh drops, as host-closed, what waits when the host closes.
-func (h *Host) closeNeigh() {
+// rehold puts datagrams a flush of w could not send back at the head of
+// k's queue, ends the flush, and asks again to hear when k resolves.
+func (h *Host) rehold(k neighKey, w *neighWait, ds []waitingDatagram) {
 	nq := &h.neigh
 	nq.mu.Lock()
+	w.q = append(append([]waitingDatagram(nil), ds...), w.q...)
+	for _, d := range ds {
+		w.bytes += d.cost
+	}
+	w.ended, w.flushing, w.err = false, false, nil
+	closed := nq.closed
+	if closed {
+		ds, w.q = w.q, nil
+		close(w.done)
+	}
+	nq.mu.Unlock()
+	if closed {
+		for _, d := range ds {
+			h.dropWaiting(d, wire.DropHostClosed)
+		}
+		return
+	}
+	h.watch(k, ds[0].r)
+}
+
+// watch asks gVisor to say when r's neighbour, k, resolves. gVisor calls
+// back with the neighbour entry locked, or at once when it has resolved
+// meanwhile: the queue is flushed by the next sender to k, or on a clock
+// callback of its own, as gVisor flushes its own queue.
+func (h *Host) watch(k neighKey, r *stack.Route) {
+	nq := &h.neigh
+	r.ResolvedFields(func(res stack.ResolvedFieldsResult) {
+		nq.mu.Lock()
+		if w := nq.waits[k]; w != nil && !w.ended {
+			w.ended, w.err = true, res.Err
+		}
+		nq.mu.Unlock()
+		h.clock.AfterFunc(0, func() { h.resolved(k) })
+	})
+}
+
+// closeNeigh drops, as host-closed, what waits when the host closes. A
+// flush under way finds its queue empty and ends; senders waiting for it
+// go on.
+func (h *Host) closeNeigh() {
+	nq := &h.neigh
+	var drop []waitingDatagram
+	nq.mu.Lock()
 	nq.closed = true
-	waits := nq.waits
+	for _, w := range nq.waits {
+		drop = append(drop, w.q...)
+		w.q, w.bytes = nil, 0
+		if !w.flushing {
+			close(w.done)
+		}
+	}
 	nq.waits = nil
 	nq.n.Store(0)
 	nq.mu.Unlock()
-	for _, w := range waits {
-		for _, d := range w.q {
-			h.dropWaiting(d, wire.DropHostClosed)
-		}
+	for _, d := range drop {
+		h.dropWaiting(d, wire.DropHostClosed)
 	}
 }
 
