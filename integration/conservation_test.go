@@ -1,0 +1,131 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dgramlab/dgramlab/wire"
+)
+
+// TestConservation is the conservation test: for seeded random scenarios
+// (cons_gen_test.go), every datagram sent has exactly one outcome per
+// socket it was meant for, delivered (as often as the links duplicated
+// it) or dropped with a counted reason, and every link end's frame
+// counters balance (cons_check_test.go). A few hundred seeds run in
+// `go test`; DGRAMLAB_SOAK=1 runs thousands (make soak). DGRAMLAB_SEED=N
+// runs seed N alone, with every issue it finds.
+func TestConservation(t *testing.T) {
+	first, n := uint64(1), uint64(200)
+	if os.Getenv("DGRAMLAB_SOAK") != "" {
+		n = 5000
+	}
+	if v := os.Getenv("DGRAMLAB_SEEDS"); v != "" {
+		var err error
+		if n, err = strconv.ParseUint(v, 10, 64); err != nil {
+			t.Fatalf("DGRAMLAB_SEEDS=%q: %v", v, err)
+		}
+	}
+	one := false
+	if v := os.Getenv("DGRAMLAB_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("DGRAMLAB_SEED=%q: %v", v, err)
+		}
+		first, n, one = s, 1, true
+	}
+	start := time.Now()
+	sum := newConsSummary()
+	cov := &consCoverage{link: map[wire.DropReason]int{}, host: map[wire.DropReason]int{}}
+	failed := 0
+	for seed := first; seed < first+n; seed++ {
+		s := genScenario(seed)
+		rec := runScenario(t, s)
+		issues := checkRun(s, rec)
+		cov.add(rec)
+		if len(issues) == 0 {
+			continue
+		}
+		failed++
+		sum.add(seed, s.String(), issues)
+		if one {
+			t.Logf("scenario: %s", s)
+			for _, is := range issues {
+				t.Errorf("%s: %s", is.cat, is.msg)
+			}
+		}
+	}
+	t.Logf("%d seeds from %d in %v; %s", n, first, time.Since(start).Round(time.Millisecond), cov)
+	if failed > 0 && !one {
+		t.Errorf("%d of %d seeds lose or double-count datagrams or frames (rerun one with DGRAMLAB_SEED=N):\n%s", failed, n, sum)
+	}
+}
+
+// TestConservationDebug dumps one seed's record (DGRAMLAB_DEBUG=N).
+func TestConservationDebug(t *testing.T) {
+	v := os.Getenv("DGRAMLAB_DEBUG")
+	if v == "" {
+		t.Skip("set DGRAMLAB_DEBUG=seed to dump a scenario's record")
+	}
+	seed, _ := strconv.ParseUint(v, 10, 64)
+	s := genScenario(seed)
+	rec := runScenario(t, s)
+	t.Logf("scenario: %s", s)
+	for i, e := range rec.ends {
+		t.Logf("end %d %s host %d nic %d seg %d counters %+v", i, e.name, e.host, e.nic, e.seg, rec.finalCounters[i])
+	}
+	for _, ev := range rec.taps {
+		c := &consChecker{r: rec}
+		info, _ := parseIPv4(c.ipPart(ev.end, ev.data))
+		id, _ := payloadID(c.ipPart(ev.end, ev.data))
+		t.Logf("tap %v %s %v drop=%v len=%d eth=% x ip=%v->%v id=%d frag=%v off=%d dg=%v", ev.at, rec.ends[ev.end].name, ev.dir, ev.drop, len(ev.data), ev.data[:min(14, len(ev.data))], info.src, info.dst, info.id, info.frag, info.offset, id)
+	}
+	for _, d := range rec.linkDrops {
+		t.Logf("linkdrop %v %s %v %v len=%d", d.at, rec.ends[d.end].name, d.dir, d.reason, len(d.data))
+	}
+	for _, d := range rec.hostDrops {
+		info, _ := parseIPv4(d.data)
+		t.Logf("hostdrop %v h%d nic%d %v %v len=%d %v->%v", d.at, d.host, d.nic, d.dir, d.reason, len(d.data), info.src, info.dst)
+	}
+	for _, sd := range rec.sent {
+		t.Logf("sent %v %v send=%d inj=%d err=%v", sd.at, sd.id, sd.send, sd.inj, sd.err)
+	}
+	for _, d := range rec.delivered {
+		t.Logf("delivered %v sock %d %v", d.at, d.sock, d.id)
+	}
+	for _, is := range checkRun(s, rec) {
+		t.Logf("ISSUE %s: %s", is.cat, is.msg)
+	}
+}
+
+// consCoverage counts what the scenarios did, so that a run shows it
+// exercised every kind of drop.
+type consCoverage struct {
+	sent, failed, delivered, frames int
+	link, host                      map[wire.DropReason]int
+}
+
+func (c *consCoverage) add(r *consRecord) {
+	for _, sd := range r.sent {
+		if sd.err != nil {
+			c.failed++
+		} else {
+			c.sent++
+		}
+	}
+	c.delivered += len(r.delivered)
+	c.frames += len(r.taps)
+	for _, d := range r.linkDrops {
+		c.link[d.reason]++
+	}
+	for _, d := range r.hostDrops {
+		c.host[d.reason]++
+	}
+}
+
+func (c *consCoverage) String() string {
+	return fmt.Sprintf("%d datagrams and frames sent (%d sends refused), %d deliveries, %d tap records; link drops %v; host drops %v",
+		c.sent, c.failed, c.delivered, c.frames, c.link, c.host)
+}
