@@ -80,7 +80,7 @@ type dgState struct {
 	size       int // UDP payload bytes
 	nfrag      int // fragments the sender makes
 	outOffs    map[int]int
-	outMAC     map[int]string // destination MAC of each fragment sent (Ethernet)
+	outMAC     map[int]string    // destination MAC of each fragment sent (Ethernet)
 	arrivals   map[int][]copyObs // by host
 	linkDrops  []linkDrop
 	linkOffs   []int // fragment offset of each of linkDrops

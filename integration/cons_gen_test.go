@@ -38,7 +38,7 @@ type consSeg struct {
 type consNIC struct {
 	seg             int
 	addr            netip.Addr
-	portMTU, nicMTU int                    // a switch port's options (0: the switch's)
+	portMTU, nicMTU int                  // a switch port's options (0: the switch's)
 	imp             [2]stack.Impairments // outbound, inbound
 	downAt, upAt    time.Duration        // the link end is down in [downAt, upAt) when upAt > 0
 }

@@ -56,7 +56,7 @@ type tapEvent struct {
 	end  int
 	dir  wire.Direction
 	at   time.Duration
-	data []byte // the frame, link header included
+	data []byte          // the frame, link header included
 	drop wire.DropReason // a drop the tap recorded: the link's or the host's
 }
 
@@ -134,7 +134,8 @@ func (d *consInjectorDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumbe
 }
 
 // DeliverLinkPacket implements stack.NetworkDispatcher.
-func (d *consInjectorDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBuffer) {}
+func (d *consInjectorDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBuffer) {
+}
 
 // runScenario runs s in a synctest bubble and returns what it recorded.
 func runScenario(t testing.TB, s *consScenario) *consRecord {
