@@ -375,6 +375,9 @@ func playScenario(t *testing.T, s *consScenario) *consRecord {
 			rec.closedAt[a.i] = rec.now()
 			rec.mu.Unlock()
 		}
+		// Let the readers and links finish with it before the next action,
+		// so that a seed replays the same way.
+		synctest.Wait()
 	}
 	time.Sleep(consQuiesce)
 	synctest.Wait()

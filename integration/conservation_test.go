@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -10,17 +11,26 @@ import (
 	"github.com/dgramlab/dgramlab/wire"
 )
 
+// consTolerateKnownGaps, when true, makes TestConservation ignore the
+// issues the known gaps cause (consKnownGaps) and fail only on new ones,
+// for a tree that must pass while those gaps are open; their
+// reproductions in conservation_repro_test.go still fail unless skipped.
+const consTolerateKnownGaps = false
+
 // TestConservation is the conservation test: for seeded random scenarios
 // (cons_gen_test.go), every datagram sent has exactly one outcome per
 // socket it was meant for, delivered (as often as the links duplicated
 // it) or dropped with a counted reason, and every link end's frame
-// counters balance (cons_check_test.go). A few hundred seeds run in
-// `go test`; DGRAMLAB_SOAK=1 runs thousands (make soak). DGRAMLAB_SEED=N
-// runs seed N alone, with every issue it finds.
+// counters balance (cons_check_test.go). 200 seeds run in `go test`;
+// DGRAMLAB_SOAK=1 runs 20,000 (make soak), DGRAMLAB_SEEDS=N the first N.
+// DGRAMLAB_SEED=N runs seed N alone, with every issue it finds. The
+// summary of a failing run counts issues by kind, with a seed and the
+// scenario of each, and names the reproduction of the known gap behind it
+// (conservation_repro_test.go), or says NEW.
 func TestConservation(t *testing.T) {
 	first, n := uint64(1), uint64(200)
 	if os.Getenv("DGRAMLAB_SOAK") != "" {
-		n = 5000
+		n = 20000
 	}
 	if v := os.Getenv("DGRAMLAB_SEEDS"); v != "" {
 		var err error
@@ -44,6 +54,9 @@ func TestConservation(t *testing.T) {
 		s := genScenario(seed)
 		rec := runScenario(t, s)
 		issues := checkRun(s, rec)
+		if consTolerateKnownGaps && !one {
+			issues = slices.DeleteFunc(issues, func(is consIssue) bool { return knownGap(is.cat) != "" })
+		}
 		cov.add(rec)
 		if len(issues) == 0 {
 			continue
@@ -95,6 +108,13 @@ func TestConservationDebug(t *testing.T) {
 	for _, d := range rec.delivered {
 		t.Logf("delivered %v sock %d %v", d.at, d.sock, d.id)
 	}
+	for h, st := range rec.finalStats {
+		t.Logf("h%d stats %+v (settled: %v)", h, st, rec.hostStats[h].Drops)
+	}
+	t.Logf("closed %v", rec.closedAt)
+	for i, k := range s.socks {
+		t.Logf("sock %d %+v", i, k)
+	}
 	for _, is := range checkRun(s, rec) {
 		t.Logf("ISSUE %s: %s", is.cat, is.msg)
 	}
@@ -128,4 +148,62 @@ func (c *consCoverage) add(r *consRecord) {
 func (c *consCoverage) String() string {
 	return fmt.Sprintf("%d datagrams and frames sent (%d sends refused), %d deliveries, %d tap records; link drops %v; host drops %v",
 		c.sent, c.failed, c.delivered, c.frames, c.link, c.host)
+}
+
+// TestConservationCheckerCatches proves the checker is not vacuous: a run's
+// record with one delivery, drop or frame taken away or doubled must show
+// more issues than the record itself.
+func TestConservationCheckerCatches(t *testing.T) {
+	const seed = 5
+	s := genScenario(seed)
+	rec := runScenario(t, s)
+	base := len(checkRun(s, rec))
+	hostDrop := -1
+	for i, d := range rec.hostDrops {
+		if d.reason == wire.DropNoListener || d.reason == wire.DropBufferFull {
+			hostDrop = i
+			break
+		}
+	}
+	linkDrop := -1
+	for i, d := range rec.linkDrops {
+		if d.reason == wire.DropLoss || d.reason == wire.DropMTU {
+			linkDrop = i
+			break
+		}
+	}
+	if len(rec.delivered) == 0 || hostDrop < 0 || linkDrop < 0 {
+		t.Fatalf("seed %d: %d deliveries, host drop %d, link drop %d: pick a seed that has all three", seed, len(rec.delivered), hostDrop, linkDrop)
+	}
+	mutations := []struct {
+		name string
+		fn   func(r *consRecord)
+	}{
+		{"a delivery lost", func(r *consRecord) { r.delivered = r.delivered[1:] }},
+		{"a delivery doubled", func(r *consRecord) { r.delivered = append(r.delivered, r.delivered[0]) }},
+		{"a host drop not reported", func(r *consRecord) { r.hostDrops = slices.Delete(r.hostDrops, hostDrop, hostDrop+1) }},
+		{"a host drop reported twice", func(r *consRecord) { r.hostDrops = append(r.hostDrops, r.hostDrops[hostDrop]) }},
+		{"a link drop not reported", func(r *consRecord) { r.linkDrops = slices.Delete(r.linkDrops, linkDrop, linkDrop+1) }},
+		{"a link drop reported twice", func(r *consRecord) { r.linkDrops = append(r.linkDrops, r.linkDrops[linkDrop]) }},
+		{"an arrival lost", func(r *consRecord) {
+			for i, ev := range r.taps {
+				if ev.dir == wire.Inbound && ev.drop == 0 && len(ev.data) > 100 {
+					r.taps = slices.Delete(r.taps, i, i+1)
+					return
+				}
+			}
+		}},
+	}
+	for _, m := range mutations {
+		r := &consRecord{
+			start: rec.start, ends: rec.ends, sent: rec.sent, closedAt: rec.closedAt, injRx: rec.injRx,
+			counters: rec.counters, hostStats: rec.hostStats, finalCounters: rec.finalCounters, finalStats: rec.finalStats,
+			delivered: slices.Clone(rec.delivered), hostDrops: slices.Clone(rec.hostDrops),
+			linkDrops: slices.Clone(rec.linkDrops), taps: slices.Clone(rec.taps),
+		}
+		m.fn(r)
+		if got := len(checkRun(s, r)); got <= base {
+			t.Errorf("%s: the checker finds %d issues, as many as in the record itself (%d)", m.name, got, base)
+		}
+	}
 }
