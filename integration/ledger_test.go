@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,8 +52,11 @@ func TestHostDropsInLedgerAndCapture(t *testing.T) {
 		}
 		hosts, nics = append(hosts, h), append(nics, n)
 	}
+	var hookMu sync.Mutex
 	var hooked []wire.DropReason
 	remove := nics[1].AddDropHook(func(packet []byte, dir wire.Direction, reason wire.DropReason) {
+		hookMu.Lock()
+		defer hookMu.Unlock()
 		if dir != wire.Inbound || len(packet) < 28 || packet[0]>>4 != 4 {
 			t.Errorf("drop hook: %d bytes %v %v, want an inbound IPv4 packet", len(packet), dir, reason)
 		}
@@ -91,6 +95,8 @@ func TestHostDropsInLedgerAndCapture(t *testing.T) {
 	if len(st.Drops) != len(want) || st.Drops[wire.DropNoListener] != 1 || st.Drops[wire.DropBufferFull] != 3 {
 		t.Errorf("Stats().Drops = %v, want %v", st.Drops, want)
 	}
+	hookMu.Lock()
+	defer hookMu.Unlock()
 	if len(hooked) != 4 {
 		t.Errorf("NIC drop hook saw %v, want 4 drops", hooked)
 	}

@@ -79,6 +79,9 @@ type Host struct {
 	// exposed is set once Stack handed the gVisor stack out.
 	exposed atomic.Bool
 
+	// neigh holds the datagrams waiting for ARP or NDP (neigh.go).
+	neigh neighQueues
+
 	// udp is the host's UDP demux table (udp_demux.go).
 	udp *udpDemux
 	// strays counts datagrams found in a gVisor endpoint's own queue,
@@ -596,6 +599,7 @@ func (h *Host) Close() error {
 	for _, c := range conns {
 		c.fail(why)
 	}
+	h.closeNeigh()
 	h.s.Destroy()
 	h.watchers.Wait()
 	h.clock.close()

@@ -74,6 +74,8 @@ type UDPConn struct {
 	// rx is the conn's receive queue (udp_rcv.go), fed by the host's
 	// dispatcher (udp_demux.go).
 	rx rxQueue
+	// ctlFlags are the ControlFlags SetControlMessage turned on.
+	ctlFlags atomic.Uint32
 
 	// carryMu guards the pending error a replaced endpoint left behind,
 	// served before the new endpoint's; hasCarried says there is one.
@@ -380,13 +382,22 @@ func (c *UDPConn) ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error) {
 		if err != errWouldBlock {
 			return n, from, err
 		}
-		select {
-		case <-c.rch:
-		case <-c.closed:
-			return 0, netip.AddrPort{}, c.closedErr("read")
-		case <-c.rdeadline.wait():
-			return 0, netip.AddrPort{}, &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
+		if err := c.waitRead(); err != nil {
+			return 0, netip.AddrPort{}, err
 		}
+	}
+}
+
+// waitRead waits until the conn may be readable; it fails when the conn
+// closes or the read deadline passes. c.readMu is held.
+func (c *UDPConn) waitRead() error {
+	select {
+	case <-c.rch:
+		return nil
+	case <-c.closed:
+		return c.closedErr("read")
+	case <-c.rdeadline.wait():
+		return &net.OpError{Op: "read", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
 	}
 }
 
@@ -448,6 +459,21 @@ func (c *UDPConn) readable() bool {
 // datagram longer than b is truncated; an empty b takes the datagram and
 // returns 0 with its sender, as recvfrom does.
 func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
+	return c.tryReadMeta(b, nil)
+}
+
+// rxMsg is what a read learns about the datagram it returns besides its
+// bytes, for ReadMsgUDP: ok is false when nothing is known but its sender.
+type rxMsg struct {
+	ok       bool
+	size     int // the datagram's length, which b may have truncated
+	dst      tcpip.Address
+	nic      tcpip.NICID
+	ttl, tos uint8
+}
+
+// tryReadMeta is tryRead that also fills m, if not nil.
+func (c *UDPConn) tryReadMeta(b []byte, m *rxMsg) (int, netip.AddrPort, error) {
 	if c.isClosed() {
 		return 0, netip.AddrPort{}, c.closedErr("read")
 	}
@@ -467,6 +493,9 @@ func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
 	switch tcpipErr.(type) {
 	case nil:
 		c.host.strays.Add(1)
+		if m != nil {
+			*m = rxMsg{size: res.Total}
+		}
 		return res.Count, c.toAddrPort(res.RemoteAddr), nil
 	case *tcpip.ErrWouldBlock:
 	case *tcpip.ErrClosedForReceive:
@@ -483,6 +512,9 @@ func (c *UDPConn) tryRead(b []byte) (int, netip.AddrPort, error) {
 	}
 	n := copy(b, (*d.buf)[:d.n])
 	putPayload(d.buf)
+	if m != nil {
+		*m = rxMsg{ok: true, size: d.n, dst: d.dst, nic: d.from.NIC, ttl: d.ttl, tos: d.tos}
+	}
 	return n, c.toAddrPort(d.from), nil
 }
 

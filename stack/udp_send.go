@@ -216,7 +216,7 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 	})
 	defer pkt.DecRef()
 	c.encodeUDP(pkt, rt.r, local.Port, to.Port)
-	tcpipErr = rt.r.WritePacket(stack.NetworkHeaderParams{
+	tcpipErr = c.host.sendOrHold(rt.r, stack.NetworkHeaderParams{
 		Protocol: udp.ProtocolNumber, TTL: rt.ttl, TOS: rt.tos, DF: rt.df,
 	}, pkt)
 	if _, ok := tcpipErr.(*tcpip.ErrNoBufferSpace); ok && !c.recvErr() {
@@ -311,9 +311,19 @@ func (c *UDPConn) findRoute(key routeKey, local tcpip.FullAddress) (sendRoute, t
 	if tcpipErr != nil {
 		return sendRoute{}, tcpipErr
 	}
+	rt, tcpipErr := c.routeFields(r)
+	if tcpipErr != nil {
+		r.Release()
+		return sendRoute{}, tcpipErr
+	}
+	return rt, nil
+}
+
+// routeFields returns r with the header fields the endpoint would send
+// unicast datagrams through it with: the TTL or hop limit (gVisor's
+// network.Endpoint.calculateTTL), the TOS or traffic class, and DF.
+func (c *UDPConn) routeFields(r *stack.Route) (sendRoute, tcpip.Error) {
 	rt := sendRoute{r: r, bcast: r.IsOutboundBroadcast()}
-	// The unicast TTL or hop limit (gVisor's network.Endpoint.calculateTTL),
-	// and the TOS or traffic class.
 	ttlOpt, tosOpt, useDefault := tcpip.IPv4TTLOption, tcpip.IPv4TOSOption, tcpip.UseDefaultIPv4TTL
 	if c.proto == header.IPv6ProtocolNumber {
 		ttlOpt, tosOpt, useDefault = tcpip.IPv6HopLimitOption, tcpip.IPv6TrafficClassOption, tcpip.UseDefaultIPv6HopLimit

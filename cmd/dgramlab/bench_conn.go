@@ -4,12 +4,17 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/dgramlab/dgramlab/capture"
 )
 
 // udpConn is what the conn paths use of *net.UDPConn and *stack.UDPConn.
@@ -28,12 +33,23 @@ type connPair struct {
 	// drops returns the receive-buffer drops counted since the pair was
 	// made; nil when they cannot be counted.
 	drops func() uint64
+	// setRcvbuf sets rx's SO_RCVBUF and returns the size rx reports.
+	setRcvbuf func(bytes int) (int, error)
+	// tap is what the hosts' taps record into; nil without taps.
+	tap   *tapSink
 	close func()
 }
 
-// newVirtualConnPair opens stack.UDPConns on two fresh virtual hosts.
-func newVirtualConnPair(link string) (*connPair, error) {
-	a, b, err := newVirtualHosts(link)
+// newVirtualConnPair opens stack.UDPConns on two fresh virtual hosts,
+// their NICs tapped when tap is set.
+func newVirtualConnPair(link string, tap bool) (*connPair, error) {
+	var sink *tapSink
+	var hostSink capture.Sink
+	if tap {
+		sink = newTapSink()
+		hostSink = sink
+	}
+	a, b, err := newVirtualHosts(link, hostSink)
 	if err != nil {
 		return nil, err
 	}
@@ -52,7 +68,13 @@ func newVirtualConnPair(link string) (*connPair, error) {
 	return &connPair{
 		tx: tx, rx: rx, dst: netip.AddrPortFrom(virtB, uint16(virtPort)),
 		drops: func() uint64 { return b.Stats().UDP.BufferFull - full0 },
-		close: closeHosts,
+		setRcvbuf: func(bytes int) (int, error) {
+			if err := rx.SetReadBuffer(bytes); err != nil {
+				return 0, err
+			}
+			return rx.ReadBufferSize()
+		},
+		tap: sink, close: closeHosts,
 	}, nil
 }
 
@@ -70,18 +92,45 @@ func newKernelConnPair() (*connPair, error) {
 	return &connPair{
 		tx: tx, rx: rx, dst: rx.LocalAddr().(*net.UDPAddr).AddrPort(),
 		drops: kernelDrops(),
+		setRcvbuf: func(bytes int) (int, error) {
+			if err := rx.SetReadBuffer(bytes); err != nil {
+				return 0, err
+			}
+			return kernelRcvbuf(rx)
+		},
 		close: func() { tx.Close(); rx.Close() },
 	}, nil
 }
 
-// connOneWay: a goroutine reads rx and counts; this goroutine writes tx as
-// fast as it can for d.
-func connOneWay(ctx context.Context, newPair func() (*connPair, error), size int, d time.Duration) (oneWayRun, error) {
+// kernelRcvbuf returns a kernel socket's SO_RCVBUF, as getsockopt reports
+// it (twice what was set).
+func kernelRcvbuf(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	var n int
+	var sockErr error
+	if err := rc.Control(func(fd uintptr) { n, sockErr = getsockoptRcvbuf(fd) }); err != nil {
+		return 0, err
+	}
+	return n, sockErr
+}
+
+// connOneWay: a goroutine reads rx and counts; this goroutine writes tx
+// for spec.duration, as fast as it can or paced at spec.rate.
+func connOneWay(ctx context.Context, newPair func() (*connPair, error), spec oneWaySpec) (oneWayRun, error) {
 	p, err := newPair()
 	if err != nil {
 		return oneWayRun{}, err
 	}
 	defer p.close()
+	rcvbuf := 0
+	if spec.rcvbuf > 0 {
+		if rcvbuf, err = p.setRcvbuf(spec.rcvbuf); err != nil {
+			return oneWayRun{}, fmt.Errorf("SO_RCVBUF: %w", err)
+		}
+	}
 	base := time.Now()
 	rx := newRxCounter(base)
 	readerDone := make(chan struct{})
@@ -104,32 +153,65 @@ func connOneWay(ctx context.Context, newPair func() (*connPair, error), size int
 	if err := rx.prime(ctx, func() { p.tx.WriteToUDPAddrPort([]byte{markPrime}, p.dst) }); err != nil {
 		return oneWayRun{}, err
 	}
-	msg := make([]byte, size)
+	msg := make([]byte, spec.size)
 	msg[0] = markMeasure
-	var drops0 uint64
+	var drops0, frames0 uint64
 	if p.drops != nil {
 		drops0 = p.drops()
 	}
-	meter := startAllocMeter()
+	if p.tap != nil {
+		frames0 = p.tap.frames.Load()
+	}
+	m := startMeter()
 	start := time.Since(base)
 	var sent, sendErrors uint64
-	for {
+	send := func() {
 		if _, err := p.tx.WriteToUDPAddrPort(msg, p.dst); err != nil {
 			sendErrors++
 		}
 		sent++
-		if sent%16 == 0 && time.Since(base)-start >= d {
-			break
+	}
+	if spec.rate > 0 {
+		pc := newPacer(spec.rate)
+		for {
+			elapsed := time.Since(base) - start
+			if elapsed >= spec.duration {
+				break
+			}
+			n := pc.take(elapsed, math.MaxInt)
+			if n == 0 {
+				time.Sleep(pc.wait(elapsed))
+				continue
+			}
+			for range n {
+				send()
+			}
+		}
+	} else {
+		for {
+			send()
+			if sent%16 == 0 && time.Since(base)-start >= spec.duration {
+				break
+			}
 		}
 	}
 	sendEnd := time.Since(base)
+	atEnd := rx.count.Load()
 	rx.drain(ctx, sent, sendEnd)
 	received := rx.count.Load()
 	run := oneWayResult(sent, sendErrors, received, start, sendEnd, time.Duration(rx.last.Load()))
-	meter.stop(&run)
+	m.stop(&run)
+	run.PaceRate, run.RcvbufBytes, run.ReceivedBySendEnd = spec.rate, rcvbuf, &atEnd
 	if p.drops != nil {
 		v := p.drops() - drops0
 		run.BufferDrops = &v
+	}
+	if p.tap != nil {
+		v := p.tap.frames.Load() - frames0
+		run.TapFrames = &v
+		if err := p.tap.check(); err != nil {
+			return oneWayRun{}, fmt.Errorf("tap: %w", err)
+		}
 	}
 	return run, ctx.Err()
 }

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/dgram"
 )
 
@@ -20,12 +21,20 @@ type dgramPair struct {
 	portB      int    // b's port; 0 for an ephemeral one
 	dst        string // b's address as a sends to it
 	drops      func() uint64
+	tap        *tapSink // what the hosts' taps record into; nil without taps
 	close      func()
 }
 
-// newVirtualDgramPair puts the ends on two fresh virtual hosts.
-func newVirtualDgramPair(link string) (*dgramPair, error) {
-	a, b, err := newVirtualHosts(link)
+// newVirtualDgramPair puts the ends on two fresh virtual hosts, their NICs
+// tapped when tap is set.
+func newVirtualDgramPair(link string, tap bool) (*dgramPair, error) {
+	var sink *tapSink
+	var hostSink capture.Sink
+	if tap {
+		sink = newTapSink()
+		hostSink = sink
+	}
+	a, b, err := newVirtualHosts(link, hostSink)
 	if err != nil {
 		return nil, err
 	}
@@ -33,6 +42,7 @@ func newVirtualDgramPair(link string) (*dgramPair, error) {
 	return &dgramPair{
 		netA: a, netB: b, bind: "", portB: virtPort, dst: virtB.String(),
 		drops: func() uint64 { return b.Stats().UDP.BufferFull - full0 },
+		tap:   sink,
 		close: func() { a.Close(); b.Close() },
 	}, nil
 }
@@ -56,15 +66,16 @@ type dgramEnd struct {
 	err  error
 }
 
-// startDgramEnd binds a udp4 socket on network at address:port and runs
-// its loop. onMessage, if not nil, runs on the loop for each datagram.
-func startDgramEnd(ctx context.Context, network dgram.Network, address string, port int, onMessage func(s *dgram.Socket, msg []byte, rinfo dgram.RemoteInfo)) (*dgramEnd, error) {
+// startDgramEnd binds a udp4 socket on network at address:port, with
+// SO_RCVBUF rcvbuf (0: the default), and runs its loop. onMessage, if not
+// nil, runs on the loop for each datagram.
+func startDgramEnd(ctx context.Context, network dgram.Network, address string, port, rcvbuf int, onMessage func(s *dgram.Socket, msg []byte, rinfo dgram.RemoteInfo)) (*dgramEnd, error) {
 	e := &dgramEnd{loop: dgram.NewLoop(network), done: make(chan error, 1)}
 	var handler func([]byte, dgram.RemoteInfo)
 	if onMessage != nil {
 		handler = func(msg []byte, rinfo dgram.RemoteInfo) { onMessage(e.sock, msg, rinfo) }
 	}
-	sock, err := e.loop.CreateSocket(dgram.UDP4, handler)
+	sock, err := e.loop.CreateSocketWith(dgram.SocketOptions{Type: dgram.UDP4, RecvBufferSize: rcvbuf}, handler)
 	if err != nil {
 		return nil, err
 	}
@@ -105,10 +116,12 @@ func (e *dgramEnd) stop() error {
 	return e.err
 }
 
-// dgramOneWay: the receiver counts on its loop; the sender sends batches of
-// sendBatch datagrams on its loop, the last one's callback sending the
-// next, for d.
-func dgramOneWay(ctx context.Context, newPair func() (*dgramPair, error), size int, d time.Duration) (oneWayRun, error) {
+// dgramOneWay: the receiver counts on its loop; the sender sends on its
+// loop for spec.duration in batches of sendBatch datagrams, the last one's
+// callback sending the next batch. Paced at spec.rate, a batch holds what
+// is due (at most sendBatch), and when nothing is due a timer posts the
+// next batch to the loop.
+func dgramOneWay(ctx context.Context, newPair func() (*dgramPair, error), spec oneWaySpec) (oneWayRun, error) {
 	p, err := newPair()
 	if err != nil {
 		return oneWayRun{}, err
@@ -116,12 +129,18 @@ func dgramOneWay(ctx context.Context, newPair func() (*dgramPair, error), size i
 	defer p.close()
 	base := time.Now()
 	rxc := newRxCounter(base)
-	rx, err := startDgramEnd(ctx, p.netB, p.bind, p.portB, func(_ *dgram.Socket, msg []byte, _ dgram.RemoteInfo) { rxc.got(msg) })
+	rx, err := startDgramEnd(ctx, p.netB, p.bind, p.portB, spec.rcvbuf, func(_ *dgram.Socket, msg []byte, _ dgram.RemoteInfo) { rxc.got(msg) })
 	if err != nil {
 		return oneWayRun{}, fmt.Errorf("receiver: %w", err)
 	}
 	defer rx.stop()
-	tx, err := startDgramEnd(ctx, p.netA, p.bind, 0, nil)
+	rcvbuf := 0
+	if spec.rcvbuf > 0 {
+		if rcvbuf, err = rx.sock.GetRecvBufferSize(); err != nil {
+			return oneWayRun{}, fmt.Errorf("receiver: %w", err)
+		}
+	}
+	tx, err := startDgramEnd(ctx, p.netA, p.bind, 0, 0, nil)
 	if err != nil {
 		return oneWayRun{}, fmt.Errorf("sender: %w", err)
 	}
@@ -130,38 +149,55 @@ func dgramOneWay(ctx context.Context, newPair func() (*dgramPair, error), size i
 	if err := rxc.prime(ctx, func() { tx.sock.Send([]byte{markPrime}, rx.port, p.dst, nil) }); err != nil {
 		return oneWayRun{}, err
 	}
-	msg := make([]byte, size)
+	msg := make([]byte, spec.size)
 	msg[0] = markMeasure
-	var drops0 uint64
+	var drops0, frames0 uint64
 	if p.drops != nil {
 		drops0 = p.drops()
 	}
+	if p.tap != nil {
+		frames0 = p.tap.frames.Load()
+	}
+	// Sender state, used on the sender's loop only.
 	var (
 		start, sendEnd time.Duration
+		atEnd          uint64 // datagrams received by sendEnd
 		st0, st1       dgram.SocketStats
 		sendErr        error
+		pc             *pacer
 		finished       = make(chan struct{})
 	)
-	var batch func()
+	if spec.rate > 0 {
+		pc = newPacer(spec.rate)
+	}
+	var batch, postBatch func()
+	sentBatch := func(int, error) { batch() }
+	postBatch = func() { tx.loop.Post(batch) }
 	batch = func() {
-		for i := 0; i < sendBatch-1; i++ {
-			tx.sock.Send(msg, rx.port, p.dst, nil)
-		}
-		err := tx.sock.Send(msg, rx.port, p.dst, func(int, error) {
-			if time.Since(base)-start < d {
-				batch()
-				return
-			}
+		elapsed := time.Since(base) - start
+		if elapsed >= spec.duration {
 			sendEnd = time.Since(base)
+			atEnd = rxc.count.Load()
 			st1 = tx.sock.Stats()
 			close(finished)
-		})
-		if err != nil { // the socket is closed: the context was cancelled
-			sendErr = err
+			return
+		}
+		n := sendBatch
+		if pc != nil {
+			if n = pc.take(elapsed, sendBatch); n == 0 {
+				time.AfterFunc(pc.wait(elapsed), postBatch)
+				return
+			}
+		}
+		for range n - 1 {
+			tx.sock.Send(msg, rx.port, p.dst, nil)
+		}
+		if err := tx.sock.Send(msg, rx.port, p.dst, sentBatch); err != nil {
+			sendErr = err // the socket is closed: the context was cancelled
 			close(finished)
 		}
 	}
-	meter := startAllocMeter()
+	m := startMeter()
 	tx.loop.Post(func() {
 		st0 = tx.sock.Stats()
 		start = time.Since(base)
@@ -179,10 +215,18 @@ func dgramOneWay(ctx context.Context, newPair func() (*dgramPair, error), size i
 	sent := st1.Sent - st0.Sent + sendErrors + st1.SendsDiscarded - st0.SendsDiscarded
 	rxc.drain(ctx, sent, sendEnd)
 	run := oneWayResult(sent, sendErrors, rxc.count.Load(), start, sendEnd, time.Duration(rxc.last.Load()))
-	meter.stop(&run)
+	m.stop(&run)
+	run.PaceRate, run.RcvbufBytes, run.ReceivedBySendEnd = spec.rate, rcvbuf, &atEnd
 	if p.drops != nil {
 		v := p.drops() - drops0
 		run.BufferDrops = &v
+	}
+	if p.tap != nil {
+		v := p.tap.frames.Load() - frames0
+		run.TapFrames = &v
+		if err := p.tap.check(); err != nil {
+			return oneWayRun{}, fmt.Errorf("tap: %w", err)
+		}
 	}
 	if err := tx.stop(); err != nil {
 		return oneWayRun{}, fmt.Errorf("sender: %w", err)
@@ -201,7 +245,7 @@ func dgramPingPong(ctx context.Context, newPair func() (*dgramPair, error), size
 		return pingRun{}, err
 	}
 	defer p.close()
-	echo, err := startDgramEnd(ctx, p.netB, p.bind, p.portB, func(s *dgram.Socket, msg []byte, rinfo dgram.RemoteInfo) {
+	echo, err := startDgramEnd(ctx, p.netB, p.bind, p.portB, 0, func(s *dgram.Socket, msg []byte, rinfo dgram.RemoteInfo) {
 		s.Send(msg, rinfo.Port, rinfo.Address, nil)
 	})
 	if err != nil {
@@ -237,7 +281,7 @@ func dgramPingPong(ctx context.Context, newPair func() (*dgramPair, error), size
 		}
 		ping(s)
 	}
-	client, err := startDgramEnd(ctx, p.netA, p.bind, 0, func(s *dgram.Socket, m []byte, _ dgram.RemoteInfo) {
+	client, err := startDgramEnd(ctx, p.netA, p.bind, 0, 0, func(s *dgram.Socket, m []byte, _ dgram.RemoteInfo) {
 		if over || len(m) < 8 || binary.BigEndian.Uint64(m) != seq {
 			return // a late pong of a ping that timed out
 		}

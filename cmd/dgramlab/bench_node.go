@@ -122,16 +122,23 @@ func (p *nodeProc) kill() {
 	}
 }
 
-// nodeHello is what recv and echo print once bound.
+// nodeHello is what recv and echo print once bound: the port and, for
+// recv, the receive buffer size (SO_RCVBUF as getsockopt reports it).
 type nodeHello struct {
-	Port int `json:"port"`
+	Port   int `json:"port"`
+	Rcvbuf int `json:"rcvbuf"`
 }
 
-// oneWay runs a receiver process, then a sender process for d.
-func (r *nodeRunner) oneWay(ctx context.Context, size int, d time.Duration) (oneWayRun, error) {
+// oneWay runs a receiver process, then a sender process for
+// spec.duration, as fast as it can or paced at spec.rate. CPU time is what
+// the two processes report for the measurement (process.cpuUsage(): the
+// sender while sending, the receiver from binding to its report).
+func (r *nodeRunner) oneWay(ctx context.Context, spec oneWaySpec) (oneWayRun, error) {
+	d := spec.duration
 	ctx, cancel := context.WithTimeout(ctx, d+30*time.Second)
 	defer cancel()
-	recv, err := r.start(ctx, "recv", fmt.Sprintf("--idle-ms=%g", float64(drainIdle)/float64(time.Millisecond)))
+	recv, err := r.start(ctx, "recv", fmt.Sprintf("--idle-ms=%g", float64(drainIdle)/float64(time.Millisecond)),
+		fmt.Sprintf("--rcvbuf=%d", spec.rcvbuf))
 	if err != nil {
 		return oneWayRun{}, err
 	}
@@ -141,8 +148,9 @@ func (r *nodeRunner) oneWay(ctx context.Context, size int, d time.Duration) (one
 		return oneWayRun{}, err
 	}
 	drops := kernelDrops()
-	send, err := r.start(ctx, "send", fmt.Sprintf("--port=%d", hello.Port), fmt.Sprintf("--size=%d", size),
-		fmt.Sprintf("--batch=%d", sendBatch), fmt.Sprintf("--duration-ns=%d", d.Nanoseconds()))
+	send, err := r.start(ctx, "send", fmt.Sprintf("--port=%d", hello.Port), fmt.Sprintf("--size=%d", spec.size),
+		fmt.Sprintf("--batch=%d", sendBatch), fmt.Sprintf("--duration-ns=%d", d.Nanoseconds()),
+		fmt.Sprintf("--rate=%g", spec.rate), fmt.Sprintf("--window-ns=%d", pacerWindow.Nanoseconds()))
 	if err != nil {
 		return oneWayRun{}, err
 	}
@@ -152,6 +160,7 @@ func (r *nodeRunner) oneWay(ctx context.Context, size int, d time.Duration) (one
 		Errors  uint64 `json:"errors"`
 		StartNs string `json:"startNs"`
 		EndNs   string `json:"endNs"`
+		CPUUs   int64  `json:"cpuUs"`
 	}
 	if err := send.next(&sres); err != nil {
 		return oneWayRun{}, err
@@ -165,6 +174,7 @@ func (r *nodeRunner) oneWay(ctx context.Context, size int, d time.Duration) (one
 	var rres struct {
 		Received uint64 `json:"received"`
 		LastNs   string `json:"lastNs"`
+		CPUUs    int64  `json:"cpuUs"`
 	}
 	if err := recv.next(&rres); err != nil {
 		return oneWayRun{}, err
@@ -182,6 +192,11 @@ func (r *nodeRunner) oneWay(ctx context.Context, size int, d time.Duration) (one
 		last = start
 	}
 	run := oneWayResult(sres.Sent, sres.Errors, rres.Received, 0, time.Duration(end-start), time.Duration(last-start))
+	run.setCPU(time.Duration(sres.CPUUs+rres.CPUUs) * time.Microsecond)
+	run.PaceRate = spec.rate
+	if spec.rcvbuf > 0 {
+		run.RcvbufBytes = hello.Rcvbuf
+	}
 	if drops != nil {
 		v := drops()
 		run.BufferDrops = &v

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/stack"
 	gvstack "gvisor.dev/gvisor/pkg/tcpip/stack"
 )
@@ -45,6 +45,17 @@ const (
 	markMeasure = 'M' // counted
 )
 
+// oneWaySpec says how one one-way measurement runs.
+type oneWaySpec struct {
+	size     int
+	duration time.Duration
+	// rate paces the sender at this many datagrams per second; 0 sends
+	// as fast as the sender can.
+	rate float64
+	// rcvbuf is the SO_RCVBUF the receiver asks for; 0 keeps the default.
+	rcvbuf int
+}
+
 // A benchPath moves datagrams between two endpoints one way. Each
 // measurement sets up fresh endpoints and tears them down, so no state (a
 // full buffer, a learnt MAC) carries over from one measurement to the next.
@@ -55,7 +66,7 @@ type benchPath struct {
 	// inProcess is set when both ends run in this process, so allocations
 	// per datagram are measured.
 	inProcess bool
-	oneWay    func(ctx context.Context, size int, d time.Duration) (oneWayRun, error)
+	oneWay    func(ctx context.Context, spec oneWaySpec) (oneWayRun, error)
 	pingPong  func(ctx context.Context, size int, d time.Duration) (pingRun, error)
 	// bindNode gives the node path its runner.
 	bindNode func(*nodeRunner)
@@ -63,65 +74,49 @@ type benchPath struct {
 
 // benchPaths returns every path, in the order they run.
 func benchPaths() []*benchPath {
-	dgramSwitch := func() (*dgramPair, error) { return newVirtualDgramPair("switch") }
-	connSwitch := func() (*connPair, error) { return newVirtualConnPair("switch") }
-	connPipe := func() (*connPair, error) { return newVirtualConnPair("pipe") }
 	node := &benchPath{name: nodePathName, about: "Node dgram on 127.0.0.1: a sender and a receiver process (an echo process for ping-pong)"}
 	node.bindNode = func(r *nodeRunner) {
 		node.oneWay = r.oneWay
 		node.pingPong = r.pingPong
 	}
+	dgramPath := func(name, about string, newPair func() (*dgramPair, error)) *benchPath {
+		return &benchPath{
+			name: name, about: about, inProcess: true,
+			oneWay: func(ctx context.Context, spec oneWaySpec) (oneWayRun, error) {
+				return dgramOneWay(ctx, newPair, spec)
+			},
+			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
+				return dgramPingPong(ctx, newPair, size, d)
+			},
+		}
+	}
+	connPath := func(name, about string, newPair func() (*connPair, error)) *benchPath {
+		return &benchPath{
+			name: name, about: about, inProcess: true,
+			oneWay: func(ctx context.Context, spec oneWaySpec) (oneWayRun, error) {
+				return connOneWay(ctx, newPair, spec)
+			},
+			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
+				return connPingPong(ctx, newPair, size, d)
+			},
+		}
+	}
+	const tapAbout = ", a capture.Tap on both hosts' NICs writing every frame as pcapng (to io.Discard)"
 	return []*benchPath{
-		{
-			name: "dgram/switch", about: "dgram sockets on two virtual hosts on a Switch, one Loop each on its own goroutine",
-			inProcess: true,
-			oneWay: func(ctx context.Context, size int, d time.Duration) (oneWayRun, error) {
-				return dgramOneWay(ctx, dgramSwitch, size, d)
-			},
-			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
-				return dgramPingPong(ctx, dgramSwitch, size, d)
-			},
-		},
-		{
-			name: "stack.UDPConn/switch", about: "stack.UDPConn on two virtual hosts on a Switch, a goroutine each",
-			inProcess: true,
-			oneWay: func(ctx context.Context, size int, d time.Duration) (oneWayRun, error) {
-				return connOneWay(ctx, connSwitch, size, d)
-			},
-			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
-				return connPingPong(ctx, connSwitch, size, d)
-			},
-		},
-		{
-			name: "stack.UDPConn/pipe", about: "stack.UDPConn on two virtual hosts on a Pipe, a goroutine each",
-			inProcess: true,
-			oneWay: func(ctx context.Context, size int, d time.Duration) (oneWayRun, error) {
-				return connOneWay(ctx, connPipe, size, d)
-			},
-			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
-				return connPingPong(ctx, connPipe, size, d)
-			},
-		},
-		{
-			name: "dgram/kernel", about: "dgram sockets on dgram.System() (kernel) on 127.0.0.1, one Loop each on its own goroutine",
-			inProcess: true,
-			oneWay: func(ctx context.Context, size int, d time.Duration) (oneWayRun, error) {
-				return dgramOneWay(ctx, newKernelDgramPair, size, d)
-			},
-			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
-				return dgramPingPong(ctx, newKernelDgramPair, size, d)
-			},
-		},
-		{
-			name: refPathName, about: "Go net.UDPConn on kernel loopback 127.0.0.1, a goroutine each (the reference: ratios are to it)",
-			inProcess: true,
-			oneWay: func(ctx context.Context, size int, d time.Duration) (oneWayRun, error) {
-				return connOneWay(ctx, newKernelConnPair, size, d)
-			},
-			pingPong: func(ctx context.Context, size int, d time.Duration) (pingRun, error) {
-				return connPingPong(ctx, newKernelConnPair, size, d)
-			},
-		},
+		dgramPath("dgram/switch", "dgram sockets on two virtual hosts on a Switch, one Loop each on its own goroutine",
+			func() (*dgramPair, error) { return newVirtualDgramPair("switch", false) }),
+		dgramPath("dgram/switch+tap", "dgram/switch"+tapAbout,
+			func() (*dgramPair, error) { return newVirtualDgramPair("switch", true) }),
+		connPath("stack.UDPConn/switch", "stack.UDPConn on two virtual hosts on a Switch, a goroutine each",
+			func() (*connPair, error) { return newVirtualConnPair("switch", false) }),
+		connPath("stack.UDPConn/switch+tap", "stack.UDPConn/switch"+tapAbout,
+			func() (*connPair, error) { return newVirtualConnPair("switch", true) }),
+		connPath("stack.UDPConn/pipe", "stack.UDPConn on two virtual hosts on a Pipe, a goroutine each",
+			func() (*connPair, error) { return newVirtualConnPair("pipe", false) }),
+		dgramPath("dgram/kernel", "dgram sockets on dgram.System() (kernel) on 127.0.0.1, one Loop each on its own goroutine",
+			newKernelDgramPair),
+		connPath(refPathName, "Go net.UDPConn on kernel loopback 127.0.0.1, a goroutine each (the reference: ratios are to it)",
+			newKernelConnPair),
 		node,
 	}
 }
@@ -145,8 +140,9 @@ var (
 )
 
 // newVirtualHosts returns hosts 10.0.0.1/24 and 10.0.0.2/24 joined by a
-// Switch or a Pipe; closing both hosts releases everything.
-func newVirtualHosts(link string) (a, b *stack.Host, err error) {
+// Switch or a Pipe; closing both hosts releases everything. With a sink,
+// each host's NIC is a capture.Tap on its link recording into it.
+func newVirtualHosts(link string, sink capture.Sink) (a, b *stack.Host, err error) {
 	a, err = stack.NewHost(stack.HostOptions{Name: "bench-a"})
 	if err != nil {
 		return nil, nil, err
@@ -182,6 +178,10 @@ func newVirtualHosts(link string) (a, b *stack.Host, err error) {
 		epA, epB = pa, pb
 	default:
 		panic("bench: unknown link " + link)
+	}
+	if sink != nil {
+		epA = capture.NewTap(epA, capture.TapOptions{Name: "bench-a/eth0", Sink: sink})
+		epB = capture.NewTap(epB, capture.TapOptions{Name: "bench-b/eth0", Sink: sink})
 	}
 	if _, err := a.AddNIC(epA, stack.NICOptions{Addresses: []netip.Prefix{netip.PrefixFrom(virtA, 24)}}); err != nil {
 		return fail(err)
@@ -273,27 +273,6 @@ func oneWayResult(sent, sendErrors, received uint64, start, sendEnd, lastRecv ti
 		run.OfferedPPS = float64(sent) / (sendEnd - start).Seconds()
 	}
 	return run
-}
-
-// allocMeter counts the process's heap allocations over a measurement.
-type allocMeter struct{ mallocs, bytes uint64 }
-
-func startAllocMeter() allocMeter {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return allocMeter{ms.Mallocs, ms.TotalAlloc}
-}
-
-// stop records the allocations since start, per sent datagram, in run.
-func (m allocMeter) stop(run *oneWayRun) {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	if run.Sent == 0 {
-		return
-	}
-	allocs := float64(ms.Mallocs-m.mallocs) / float64(run.Sent)
-	bytes := float64(ms.TotalAlloc-m.bytes) / float64(run.Sent)
-	run.AllocsPerDgram, run.BytesPerDgram = &allocs, &bytes
 }
 
 // kernelRcvbufErrors reads the kernel's UDP RcvbufErrors counter (datagrams

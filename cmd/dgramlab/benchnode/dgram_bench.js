@@ -6,17 +6,25 @@
 // times are process.hrtime.bigint() values (CLOCK_MONOTONIC, the same clock
 // in every process of the machine), as decimal strings.
 //
-//   recv  bind 127.0.0.1:0, print {"port"}; count datagrams whose first byte
-//         is 'M'. When a line "SENT END_NS" arrives on stdin (the sender's
-//         count and the time it stopped), wait until SENT datagrams were
-//         counted or none has been for --idle-ms, then print
-//         {"received", "lastNs"} and exit.
+//   recv  bind 127.0.0.1:0 with a receive buffer of --rcvbuf bytes (0: the
+//         default), print {"port", "rcvbuf"} (rcvbuf as getsockopt reports
+//         it); count datagrams whose first byte is 'M'. When a line
+//         "SENT END_NS" arrives on stdin (the sender's count and the time
+//         it stopped), wait until SENT datagrams were counted or none has
+//         been for --idle-ms, then print {"received", "lastNs", "cpuUs"}
+//         and exit; cpuUs is the CPU time (user + system) used since the
+//         port was printed.
 //   send  send --size-byte datagrams ('M' first) to 127.0.0.1:--port for
-//         --duration-ns, as fast as the event loop allows: batches of
-//         --batch sends, the last one's callback starting the next batch.
-//         Print {"sent", "errors", "startNs", "endNs"} and exit. "sent"
-//         counts every send() call; Node reports the errors of sends
-//         without a callback to nobody, so they show up as loss.
+//         --duration-ns in batches of --batch sends, the last one's
+//         callback starting the next batch: as fast as the event loop
+//         allows, or with --rate=N (datagrams per second) paced: a batch
+//         holds what is due (at most --batch, and after a late wake-up at
+//         most --window-ns worth, the rest forgiven), and when nothing is
+//         due a timer starts the next batch. Print {"sent", "errors",
+//         "startNs", "endNs", "cpuUs"} and exit; cpuUs is the CPU time
+//         used while sending. "sent" counts every send() call; Node
+//         reports the errors of sends without a callback to nobody, so
+//         they show up as loss.
 //   echo  bind 127.0.0.1:0, print {"port"}, send every datagram back to
 //         its sender until stdin closes.
 //   ping  send a --size-byte datagram carrying a sequence number to
@@ -68,9 +76,17 @@ function onStdinLine(fn, end) {
   process.stdin.on('end', end || (() => {}));
 }
 
+// cpuUs returns the CPU time used since `from` (a process.cpuUsage()).
+function cpuUs(from) {
+  const u = process.cpuUsage(from);
+  return u.user + u.system;
+}
+
 function recv() {
   const idleNs = BigInt(Math.round(num('idle-ms') * 1e6));
-  const sock = dgram.createSocket('udp4');
+  const rcvbuf = num('rcvbuf');
+  const sock = dgram.createSocket(rcvbuf > 0 ? { type: 'udp4', recvBufferSize: rcvbuf } : 'udp4');
+  let cpu0;
   let count = 0;
   let last = 0n;
   sock.on('message', (msg) => {
@@ -80,7 +96,10 @@ function recv() {
     }
   });
   sock.on('error', (err) => fail(`recv: ${err.message}`));
-  sock.bind(0, host, () => print({ port: sock.address().port }));
+  sock.bind(0, host, () => {
+    cpu0 = process.cpuUsage();
+    print({ port: sock.address().port, rcvbuf: sock.getRecvBufferSize() });
+  });
   onStdinLine((line) => {
     const [sentStr, endStr] = line.trim().split(/\s+/);
     const sent = Number(sentStr);
@@ -89,7 +108,7 @@ function recv() {
       const from = last > end ? last : end;
       if (count >= sent || now() - from >= idleNs) {
         clearInterval(timer);
-        print({ received: count, lastNs: String(last) });
+        print({ received: count, lastNs: String(last), cpuUs: cpuUs(cpu0) });
         sock.close();
         process.stdin.destroy();
       }
@@ -102,31 +121,52 @@ function send() {
   const size = num('size');
   const batch = num('batch');
   const durNs = BigInt(Math.round(num('duration-ns')));
+  const rate = num('rate');
+  const windowNs = num('window-ns');
   const msg = Buffer.alloc(size);
   msg[0] = MEASURE;
   const sock = dgram.createSocket('udp4');
   let sent = 0;
   let errors = 0;
   let start = 0n;
+  let cpu0;
+  // The pacer (with --rate): paced counts the datagrams handed out or
+  // forgiven; at most `burst` go at once.
+  let paced = 0;
+  const burst = Math.max(1, Math.ceil(rate * windowNs / 1e9));
   sock.on('error', () => { errors++; });
   const done = (err) => {
     if (err) errors++;
-    if (now() - start < durNs) {
-      sendBatch();
-      return;
-    }
-    const end = now();
-    print({ sent, errors, startNs: String(start), endNs: String(end) });
-    sock.close();
+    sendBatch();
   };
   function sendBatch() {
-    for (let i = 0; i < batch - 1; i++) {
+    const elapsed = now() - start;
+    if (elapsed >= durNs) {
+      const end = now();
+      print({ sent, errors, startNs: String(start), endNs: String(end), cpuUs: cpuUs(cpu0) });
+      sock.close();
+      return;
+    }
+    let n = batch;
+    if (rate > 0) {
+      const due = Math.floor(rate * Number(elapsed) / 1e9);
+      if (due - paced > burst) paced = due - burst; // late: forgive
+      n = Math.min(due - paced, batch);
+      if (n <= 0) {
+        const waitMs = ((paced + 1) / rate * 1e9 - Number(elapsed)) / 1e6;
+        setTimeout(sendBatch, Math.max(0, waitMs));
+        return;
+      }
+      paced += n;
+    }
+    for (let i = 0; i < n - 1; i++) {
       sock.send(msg, port, host);
     }
     sock.send(msg, port, host, done);
-    sent += batch;
+    sent += n;
   }
   sock.bind(0, host, () => {
+    cpu0 = process.cpuUsage();
     start = now();
     sendBatch();
   });
