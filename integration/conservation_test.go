@@ -103,7 +103,12 @@ func TestConservationDebug(t *testing.T) {
 		t.Logf("hostdrop %v h%d nic%d %v %v len=%d %v->%v", d.at, d.host, d.nic, d.dir, d.reason, len(d.data), info.src, info.dst)
 	}
 	for _, sd := range rec.sent {
-		t.Logf("sent %v %v send=%d inj=%d err=%v", sd.at, sd.id, sd.send, sd.inj, sd.err)
+		var what string
+		if sd.send >= 0 {
+			d := s.sends[sd.send]
+			what = fmt.Sprintf("%s h%d->%v %dB", sendKindNames[d.kind], s.socks[d.sock].host, d.dst, d.size)
+		}
+		t.Logf("sent %v %v send=%d inj=%d err=%v %s", sd.at, sd.id, sd.send, sd.inj, sd.err, what)
 	}
 	for _, d := range rec.delivered {
 		t.Logf("delivered %v sock %d %v", d.at, d.sock, d.id)
