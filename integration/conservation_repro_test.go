@@ -240,4 +240,3 @@ func TestConservationRepro_UnknownUnicastFloodedUncounted(t *testing.T) {
 		}
 	})
 }
-
