@@ -53,8 +53,12 @@ fuzz:
 fuzz-short:
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
-## soak: the load test's long form (1,000,000 datagrams among 8 virtual
-## hosts, exact accounting of deliveries and drops; no -race).
+## soak: the long forms, without -race: the load test's (1,000,000
+## datagrams among 8 virtual hosts, exact accounting of deliveries and
+## drops) and the conservation test's (20,000 seeded random scenarios, each
+## datagram's and frame's outcome checked; rerun a failing one with
+## DGRAMLAB_SEED=N go test -run 'TestConservation$$' ./integration/).
 .PHONY: soak
 soak:
 	DGRAMLAB_SOAK=1 $(GO) test -count=1 -run TestLoad -timeout 30m -v ./integration/
+	DGRAMLAB_SOAK=1 $(GO) test -count=1 -run 'TestConservation$$' -timeout 30m -v ./integration/

@@ -1,0 +1,242 @@
+package integration
+
+import (
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	gstack "gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"github.com/dgramlab/dgramlab/stack"
+	"github.com/dgramlab/dgramlab/wire"
+)
+
+// Small deterministic reproductions of the gaps the conservation test
+// found: each fails while its gap is open. Each says what is lost or
+// counted twice, where, and which seeds of TestConservation show it.
+
+// reproLAN is hosts on one switch, 10.0.0.(i+1)/24, each with a socket on
+// port 4000, plus a port the test writes frames into; hooks count what the
+// links and the NICs report.
+type reproLAN struct {
+	sw    *stack.Switch
+	hosts []*stack.Host
+	ports []*stack.Port
+	nics  []*stack.NIC
+	conns []*stack.UDPConn
+	inj   *stack.Port
+
+	mu        sync.Mutex
+	hostDrops map[int]map[wire.DropReason]int // host → reason → hooked
+	linkDrops map[wire.DropReason]int
+}
+
+type nopDispatcher struct{}
+
+func (nopDispatcher) DeliverNetworkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBuffer) {}
+func (nopDispatcher) DeliverLinkPacket(tcpip.NetworkProtocolNumber, *gstack.PacketBuffer)    {}
+
+func newReproLAN(t *testing.T, n int) *reproLAN {
+	t.Helper()
+	l := &reproLAN{sw: stack.NewSwitch(stack.SwitchOptions{Name: "repro"}), hostDrops: map[int]map[wire.DropReason]int{}, linkDrops: map[wire.DropReason]int{}}
+	for i := range n {
+		h, err := stack.NewHost(stack.HostOptions{Name: "r" + string(rune('0'+i))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		p, err := l.sw.NewPort(stack.PortOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.AddDropHook(func(_ []byte, _ wire.Direction, r wire.DropReason) {
+			l.mu.Lock()
+			l.linkDrops[r]++
+			l.mu.Unlock()
+		})
+		nic, err := h.AddNIC(p, stack.NICOptions{Addresses: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)}), 24)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.hostDrops[i] = map[wire.DropReason]int{}
+		nic.AddDropHook(func(_ []byte, _ wire.Direction, r wire.DropReason) {
+			l.mu.Lock()
+			l.hostDrops[i][r]++
+			l.mu.Unlock()
+		})
+		c, err := h.ListenUDP("udp4", netip.MustParseAddrPort("0.0.0.0:4000"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetBroadcast(true)
+		l.hosts, l.ports, l.nics, l.conns = append(l.hosts, h), append(l.ports, p), append(l.nics, nic), append(l.conns, c)
+	}
+	return l
+}
+
+// injector adds a port the test writes hand-made frames into.
+func (l *reproLAN) injector(t *testing.T) *stack.Port {
+	t.Helper()
+	p, err := l.sw.NewPort(stack.PortOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.AddDropHook(func(_ []byte, _ wire.Direction, r wire.DropReason) {
+		l.mu.Lock()
+		l.linkDrops[r]++
+		l.mu.Unlock()
+	})
+	p.Attach(nopDispatcher{})
+	t.Cleanup(p.Remove)
+	l.inj = p
+	return p
+}
+
+func (l *reproLAN) hooked(host int, r wire.DropReason) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hostDrops[host][r]
+}
+
+// checkHostDrop wants host to have counted and reported exactly want drops
+// for reason.
+func (l *reproLAN) checkHostDrop(t *testing.T, host int, r wire.DropReason, want int) {
+	t.Helper()
+	if got := l.hosts[host].Stats().Drops[r]; got != uint64(want) {
+		t.Errorf("r%d: Stats().Drops[%v] = %d, want %d (ledger %v)", host, r, got, want, l.hosts[host].Stats().Drops)
+	}
+	if got := l.hooked(host, r); got != want {
+		t.Errorf("r%d: the NIC's drop hook saw %d %v drops, want %d", host, got, r, want)
+	}
+}
+
+// Gap (fixed on main by 76bcd1e, the host's own neighbour queue; kept as a
+// regression test): a datagram queued for an address ARP cannot resolve
+// was dropped after ~3 s (virtual) and counted nowhere: not in the sender's ledger
+// (wire.DropUnresolved is never counted), not to its NIC's hooks. Every
+// seed of TestConservation that sends to 10.x.0.250 shows it ("lost at the
+// sender (unresolvable)"), and unicast to a host whose port is down or
+// lossy ("lost at the sender (unicast)", e.g. seeds 56, 66).
+func TestConservationRepro_UnresolvedNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 2)
+		if _, err := l.conns[0].WriteToUDPAddrPort(make([]byte, 100), netip.MustParseAddrPort("10.0.0.99:4000")); err != nil {
+			t.Fatalf("WriteTo(10.0.0.99:4000) = %v, want nil (it waits for ARP)", err)
+		}
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		l.checkHostDrop(t, 0, wire.DropUnresolved, 1)
+	})
+}
+
+// Gap: a datagram whose fragments do not all arrive is dropped when its
+// reassembly times out (30 s), and counted nowhere (wire.DropReassembly is
+// never counted): a lost fragment loses its datagram silently. In
+// TestConservation: "lost in reassembly (...)" in about 40% of seeds
+// (e.g. seeds 1, 3); here a lone first fragment is injected.
+func TestConservationRepro_ReassemblyTimeoutNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 1)
+		inj := l.injector(t)
+		payload := make([]byte, 200)
+		ip := udp4Packet(netip.MustParseAddr("10.0.0.240"), netip.MustParseAddr("10.0.0.1"), 5353, 4000, 77, payload)
+		ip = ip[:header.IPv4MinimumSize+104]
+		h := header.IPv4(ip)
+		h.SetTotalLength(uint16(len(ip)))
+		h.SetFlagsFragmentOffset(header.IPv4FlagMoreFragments, 0)
+		setIPv4Checksum(ip)
+		writeFrame(inj, ethFrame(l.ports[0].LinkAddress(), inj.LinkAddress(), 0x0800, ip))
+		time.Sleep(60 * time.Second)
+		synctest.Wait()
+		l.checkHostDrop(t, 0, wire.DropReassembly, 1)
+	})
+}
+
+// Gap: an IPv4 packet for a transport protocol the host does not handle
+// (protocol 253 here) is dropped by gVisor's full input path, counted in
+// no ledger and reported to no hook (wire.DropUnknownProtocol is counted
+// only for unknown EtherTypes). In TestConservation: "lost at the host
+// (injected unknown-protocol)", e.g. seed 1.
+func TestConservationRepro_UnknownTransportNotCounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 1)
+		inj := l.injector(t)
+		ip := udp4Packet(netip.MustParseAddr("10.0.0.240"), netip.MustParseAddr("10.0.0.1"), 5353, 4000, 78, make([]byte, 64))
+		ip[9] = 253
+		setIPv4Checksum(ip)
+		writeFrame(inj, ethFrame(l.ports[0].LinkAddress(), inj.LinkAddress(), 0x0800, ip))
+		synctest.Wait()
+		l.checkHostDrop(t, 0, wire.DropUnknownProtocol, 1)
+	})
+}
+
+// Gap: closing a conn with unread datagrams counts them in the ledger
+// (wire.DropClosedUnread) but reports none to the NIC's drop hooks (or a
+// capture tap), so the ledger and the hooks disagree and the datagrams
+// cannot be told apart. In TestConservation: "host ledger ≠ NIC hooks
+// (closed-unread)" and "lost at the host (unicast)", e.g. seeds 1, 56.
+func TestConservationRepro_ClosedUnreadNotReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 2)
+		for range 2 {
+			if _, err := l.conns[0].WriteToUDPAddrPort(make([]byte, 100), netip.MustParseAddrPort("10.0.0.2:4000")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		synctest.Wait()
+		l.conns[1].Close()
+		l.checkHostDrop(t, 1, wire.DropClosedUnread, 2)
+	})
+}
+
+// Gap: a switch port counts a frame it could send nowhere (the only port,
+// a broadcast here) both in TxFrames and in Drops[no-destination], though
+// LinkCounters says each frame is counted in Tx/Rx or in Drops. In
+// TestConservation: "link end: frames in ≠ out + drops (outbound)", e.g.
+// seed 8.
+func TestConservationRepro_NoDestinationCountedTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 1)
+		if _, err := l.conns[0].WriteToUDPAddrPort(make([]byte, 100), netip.MustParseAddrPort("10.0.0.255:4000")); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		c := l.ports[0].Counters()
+		if c.Drops[wire.DropNoDestination] != 1 || c.TxFrames != 0 {
+			t.Errorf("after one broadcast on a one-port switch: TxFrames %d, Drops %v; want TxFrames 0 and no-destination 1 (each frame counted once)", c.TxFrames, c.Drops)
+		}
+	})
+}
+
+// Gap: a unicast frame for a MAC no port has is flooded, every other port
+// counts it Filtered, and no drop is counted anywhere, so a datagram sent
+// to a wrong MAC vanishes with no reason. It happens in TestConservation
+// when a Corrupt impairment flips a bit of an ARP reply's sender MAC (ARP
+// has no checksum): the sender then sends to that MAC until its neighbour
+// entry expires ("lost: unicast to a MAC no port has, flooded and
+// filtered", e.g. seeds 2, 19, 163).
+func TestConservationRepro_UnknownUnicastFloodedUncounted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 2)
+		inj := l.injector(t)
+		ip := udp4Packet(netip.MustParseAddr("10.0.0.240"), netip.MustParseAddr("10.0.0.1"), 5353, 4000, 79, make([]byte, 64))
+		nobody := tcpip.LinkAddress([]byte{0x02, 0xee, 0xee, 0, 0, 1})
+		writeFrame(inj, ethFrame(nobody, inj.LinkAddress(), 0x0800, ip))
+		synctest.Wait()
+		var filtered, dropped uint64
+		for _, p := range l.ports {
+			c := p.Counters()
+			filtered += c.Filtered
+			dropped += c.Dropped()
+		}
+		dropped += inj.Counters().Dropped()
+		if dropped == 0 {
+			t.Errorf("a frame for MAC %v, which no port has: filtered by %d ports, dropped by none; want it counted dropped (no-destination)", nobody, filtered)
+		}
+	})
+}
