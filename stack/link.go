@@ -19,7 +19,9 @@ type LinkCounters struct {
 	RxFrames, RxBytes uint64
 	// Filtered counts flooded unicast frames addressed to another MAC that
 	// the NIC ignored, as a real NIC's address filter does. They are not
-	// losses: the frame's owner got its own copy.
+	// losses: the frame's owner got its own copy, or, when no port has
+	// that MAC, the port it came in through counted it dropped
+	// (wire.DropNoDestination).
 	Filtered uint64
 	// Corrupted, Duplicated and Reordered count what impairments did to
 	// frames they let through: a corrupted frame is delivered with one bit

@@ -230,6 +230,9 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 			e.drop(wire.DropNoMember, pkt)
 			return true
 		}
+		if (ip.More() || ip.FragmentOffset() != 0) && !e.host.exposed.Load() {
+			return e.reassemble4(pkt, ip[:ihl], total)
+		}
 		return false
 	}
 	a := e.snapshot()
@@ -264,7 +267,7 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 		return false // nobody listens: gVisor answers
 	}
 	tos, _ := ip.TOS()
-	rx := rxDatagram{from: tcpip.FullAddress{NIC: e.id, Addr: src, Port: id.RemotePort}, dst: dst,
+	rx := rxDatagram{from: tcpip.FullAddress{NIC: e.id, Addr: src, Port: id.RemotePort}, dst: dst, port: id.LocalPort,
 		proto: ipv4.ProtocolNumber, tos: tos, ttl: ip.TTL()}
 	if total < size {
 		pkt.Data().CapLength(total)
@@ -303,6 +306,11 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 			e.drop(wire.DropNoMember, pkt)
 			return true
 		}
+		if ip.NextHeader() != uint8(udp.ProtocolNumber) && !e.host.exposed.Load() {
+			if done, handled := e.reassemble6(pkt, total); handled {
+				return done
+			}
+		}
 		return false
 	}
 	a := e.snapshot()
@@ -338,7 +346,7 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 		return false
 	}
 	tos, _ := ip.TOS()
-	rx := rxDatagram{from: tcpip.FullAddress{NIC: e.id, Addr: src, Port: id.RemotePort}, dst: dst,
+	rx := rxDatagram{from: tcpip.FullAddress{NIC: e.id, Addr: src, Port: id.RemotePort}, dst: dst, port: id.LocalPort,
 		proto: ipv6.ProtocolNumber, tos: tos, ttl: ip.HopLimit()}
 	if total < size {
 		pkt.Data().CapLength(total)

@@ -222,8 +222,12 @@ func (sw *Switch) ingress(in *Port, pkt *stack.PacketBuffer) {
 // in; its link header holds its Ethernet header.
 func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	eth := header.Ethernet(pkt.LinkHeader().Slice())
-	in.txFrames.Add(1)
-	in.txBytes.Add(uint64(size))
+	// sent counts the frame as one the link carried, once it has somewhere
+	// to go: a frame is counted once, in TxFrames or in Drops.
+	sent := func() {
+		in.txFrames.Add(1)
+		in.txBytes.Add(uint64(size))
+	}
 
 	// The addresses are read as arrays, not as tcpip.LinkAddress strings,
 	// which would be allocated for every frame.
@@ -235,11 +239,14 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	proto := eth.Type()
 	if unicast(dst) {
 		if out := sw.lookup(dst); out != nil {
-			if out != in {
-				out.receive(pkt, size, proto, tcpip.PacketHost)
-			} else {
-				in.filtered.Add(1) // addressed to a MAC behind its own port
+			if out == in {
+				// Addressed to a MAC behind its own port: a switch sends
+				// nothing back where a frame came from.
+				in.drop(pkt, wire.Outbound, wire.DropNoDestination)
+				return
 			}
+			sent()
+			out.receive(pkt, size, proto, tcpip.PacketHost)
 			return
 		}
 	}
@@ -250,20 +257,32 @@ func (sw *Switch) forward(in *Port, pkt *stack.PacketBuffer, size int) {
 	case dst[0]&1 != 0:
 		typ = tcpip.PacketMulticast
 	}
-	flooded := false
-	for _, out := range *sw.ports.Load() {
+	ports := *sw.ports.Load()
+	owned := typ != tcpip.PacketOtherHost
+	for _, out := range ports {
+		owned = owned || out != in && out.key == dst
+	}
+	if len(ports) < 2 {
+		in.drop(pkt, wire.Outbound, wire.DropNoDestination) // nobody to take it
+		return
+	}
+	if owned {
+		sent()
+	} else {
+		// A unicast MAC no port has: flooded, as a switch does with a MAC
+		// it has not learnt, and filtered by every port's NIC (those are
+		// not losses); the frame is lost, and counted so, once.
+		in.drop(pkt, wire.Outbound, wire.DropNoDestination)
+	}
+	for _, out := range ports {
 		if out == in {
 			continue
 		}
-		flooded = true
 		if typ == tcpip.PacketOtherHost && out.key == dst {
 			out.receive(pkt, size, proto, tcpip.PacketHost)
 			continue
 		}
 		out.receive(pkt, size, proto, typ)
-	}
-	if !flooded {
-		in.drop(pkt, wire.Outbound, wire.DropNoDestination)
 	}
 }
 

@@ -722,7 +722,7 @@ func (c *UDPConn) close(why *netDownError) bool {
 		c.host.drops.add(wire.DropClosedUnread, c.discardStrays(c.ep))
 		c.ep.Close()
 		c.host.udp.set(c, nil)
-		c.host.drops.add(wire.DropClosedUnread, c.discardUnreadLocked())
+		c.host.dropUnread(c.discardUnreadLocked())
 		c.epMu.Unlock()
 		c.rdeadline.stop()
 		c.wdeadline.stop()
@@ -736,10 +736,10 @@ func (c *UDPConn) close(why *netDownError) bool {
 }
 
 // discardUnreadLocked empties the conn's receive queue for good and
-// returns how many datagrams it held, so that closing a conn loses none
+// returns the datagrams it held, so that closing a conn loses none
 // uncounted; a datagram a delivery still brings is counted as it comes
 // (see deliver). c.epMu is held.
-func (c *UDPConn) discardUnreadLocked() uint64 {
+func (c *UDPConn) discardUnreadLocked() []rxDatagram {
 	c.carryMu.Lock()
 	c.carriedErr = nil
 	c.hasCarried.Store(false)

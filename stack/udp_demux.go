@@ -212,7 +212,13 @@ type udpDispatcher struct {
 // the goroutine that delivered the frame; pkt stays the caller's.
 func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumber, pkt *stack.PacketBuffer) stack.TransportPacketDisposition {
 	if proto != udp.ProtocolNumber {
-		return d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
+		res := d.TransportDispatcher.DeliverTransportPacket(proto, pkt)
+		if res == stack.TransportPacketProtocolUnreachable {
+			// A transport the host does not have (gVisor answers with an
+			// ICMP protocol unreachable).
+			d.host.dropPacket(pkt.NICID, wire.Inbound, wire.DropUnknownProtocol, pkt)
+		}
+		return res
 	}
 	h := d.host
 	hdr := header.UDP(pkt.TransportHeader().Slice())
@@ -252,6 +258,7 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 	rx := rxDatagram{
 		from:  tcpip.FullAddress{NIC: pkt.NICID, Addr: src, Port: id.RemotePort},
 		dst:   dst,
+		port:  id.LocalPort,
 		proto: pkt.NetworkProtocolNumber,
 		tos:   tos,
 		ttl:   ttl,

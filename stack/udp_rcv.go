@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/checksum"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
 	"gvisor.dev/gvisor/pkg/waiter"
 
@@ -28,6 +30,7 @@ type rxDatagram struct {
 	n     int
 	from  tcpip.FullAddress // the sender, and the NIC it came in through
 	dst   tcpip.Address     // the datagram's destination address
+	port  uint16            // and port
 	proto tcpip.NetworkProtocolNumber
 	tos   uint8 // IPv4 TOS or IPv6 traffic class
 	ttl   uint8 // IPv4 TTL or IPv6 hop limit
@@ -219,19 +222,64 @@ func (q *rxQueue) len() int {
 	return q.n
 }
 
-// close empties the queue for good and returns how many datagrams it held.
-func (q *rxQueue) close() uint64 {
+// close empties the queue for good and returns the datagrams it held, in
+// order; the caller gives their buffers back with putPayload.
+func (q *rxQueue) close() []rxDatagram {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.closed = true
-	n := q.n
+	out := make([]rxDatagram, 0, q.n)
 	for i := 0; i < q.n; i++ {
-		j := (q.head + i) % len(q.ring)
-		putPayload(q.ring[j].buf)
-		q.ring[j] = rxDatagram{}
+		out = append(out, q.ring[(q.head+i)%len(q.ring)])
 	}
 	q.ring, q.head, q.n, q.used = nil, 0, 0, 0
-	return uint64(n)
+	return out
+}
+
+// dropUnread counts the datagrams a closing conn held unread as
+// closed-unread, and reports each, as the IP packet it came in, to the
+// hooks of the NIC it came in through.
+func (h *Host) dropUnread(ds []rxDatagram) {
+	for i := range ds {
+		d := &ds[i]
+		h.drops.add(wire.DropClosedUnread, 1)
+		if n := h.nicFor(d.from.NIC); n != nil && n.reporters.active() {
+			n.reporters.report(datagramPacket(d), wire.Inbound, wire.DropClosedUnread)
+		}
+		putPayload(d.buf)
+		d.buf = nil
+	}
+}
+
+// datagramPacket rebuilds the IP packet a received datagram came in (its
+// IP ID and options are not kept, so they are zero and none).
+func datagramPacket(d *rxDatagram) []byte {
+	payload := (*d.buf)[:d.n]
+	udpLen := header.UDPMinimumSize + len(payload)
+	ipLen := header.IPv4MinimumSize
+	if d.proto == header.IPv6ProtocolNumber {
+		ipLen = header.IPv6MinimumSize
+	}
+	b := make([]byte, ipLen+udpLen)
+	u := header.UDP(b[ipLen:])
+	u.Encode(&header.UDPFields{SrcPort: d.from.Port, DstPort: d.port, Length: uint16(udpLen)})
+	copy(b[ipLen+header.UDPMinimumSize:], payload)
+	sum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, d.from.Addr, d.dst, uint16(udpLen))
+	if xsum := ^checksum.Checksum(b[ipLen:], sum); xsum != 0 {
+		u.SetChecksum(xsum)
+	} else {
+		u.SetChecksum(0xffff)
+	}
+	if d.proto == header.IPv6ProtocolNumber {
+		header.IPv6(b).Encode(&header.IPv6Fields{PayloadLength: uint16(udpLen), TransportProtocol: header.UDPProtocolNumber,
+			HopLimit: d.ttl, TrafficClass: d.tos, SrcAddr: d.from.Addr, DstAddr: d.dst})
+		return b
+	}
+	ip := header.IPv4(b)
+	ip.Encode(&header.IPv4Fields{TotalLength: uint16(len(b)), TTL: d.ttl, TOS: d.tos, Protocol: uint8(header.UDPProtocolNumber),
+		SrcAddr: d.from.Addr, DstAddr: d.dst})
+	ip.SetChecksum(^ip.CalculateChecksum())
+	return b
 }
 
 // sliceWriter is an io.Writer that fills a fixed slice.

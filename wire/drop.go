@@ -45,9 +45,11 @@ const (
 	// or the link a stack.ImpairedLink wraps refused a frame the
 	// impairments had delayed.
 	DropWriteError
-	// DropNoDestination: a switch had no port to send the frame out of (it
-	// came in through the only port left, or was addressed to a MAC no port
-	// has and flooded to no other port). Counted at the ingress port.
+	// DropNoDestination: a switch had no port to send the frame out of: it
+	// came in through the only port left, was addressed to a MAC behind
+	// the port it came in through, or to a unicast MAC no port has, which
+	// it floods and every port's NIC filters. Counted at the ingress port,
+	// not in its TxFrames.
 	DropNoDestination
 
 	// Drop reasons of a host's own layers, from neighbour resolution to
