@@ -1,7 +1,9 @@
 package stack_test
 
 import (
+	"errors"
 	"net/netip"
+	"syscall"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -71,6 +73,26 @@ func TestUnresolvedNeighbour(t *testing.T) {
 				if got := h.Stats().Drops[wire.DropUnresolved]; got != 1010 {
 					t.Errorf("after resolution failed: %d unresolved, want 1010", got)
 				}
+				// A connected conn's datagrams too, and it sees no error,
+				// as Node and Linux (without IP_RECVERR) report none.
+				cc := listen(t, h, network, tc.from[:len(tc.from)-4]+"0")
+				if err := cc.Connect(to); err != nil {
+					t.Fatal(err)
+				}
+				for range 3 {
+					if _, err := cc.Write([]byte("connected")); err != nil {
+						t.Fatalf("connected Write = %v", err)
+					}
+				}
+				time.Sleep(10 * time.Second)
+				synctest.Wait()
+				if got := h.Stats().Drops[wire.DropUnresolved]; got != 1013 {
+					t.Errorf("after 3 connected sends: %d unresolved, want 1013", got)
+				}
+				if _, _, err := cc.TryReadFromUDPAddrPort(make([]byte, 10)); err == nil || !isEAGAIN(err) {
+					t.Errorf("connected read after the failure = %v, want EAGAIN (no error reported)", err)
+				}
+				cc.Close()
 				// What waits when the host closes is counted too.
 				for range 5 {
 					send(t, c, "late", to)
@@ -84,6 +106,8 @@ func TestUnresolvedNeighbour(t *testing.T) {
 		})
 	}
 }
+
+func isEAGAIN(err error) bool { return errors.Is(err, syscall.EAGAIN) }
 
 // Datagrams that waited for ARP go out in the order they were sent, the
 // later ones behind them.

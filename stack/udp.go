@@ -612,10 +612,11 @@ func (c *UDPConn) write(b []byte, to *tcpip.FullAddress, addr netip.AddrPort) (i
 		if err := c.rlockBoundLazy("write", raddr); err != nil {
 			return 0, err
 		}
-		n, tcpipErr, handled := int64(0), tcpip.Error(nil), false
+		var wto *tcpip.FullAddress
 		if to != nil {
-			n, tcpipErr, handled = c.sendCached(b, &c.wto)
+			wto = &c.wto
 		}
+		n, tcpipErr, handled := c.sendCached(b, wto)
 		if !handled {
 			c.wbuf.Reset(b)
 			n, tcpipErr = c.ep.Write(&c.wbuf, opts)

@@ -27,9 +27,11 @@ import (
 // the ones the endpoint would choose, computed the same way (see
 // transport/internal/network.Endpoint.AcquireContextForWrite in gVisor).
 //
-// Writes the fast path does not mirror go through the endpoint as before:
-// connected conns, broadcast, multicast, unspecified and IPv4-mapped
-// destinations, payloads over 65535 bytes.
+// Connected writes take the fast path too, to the peer, from the address
+// the connect chose. Writes the fast path does not mirror go through the
+// endpoint as before: broadcast, multicast, unspecified and IPv4-mapped
+// destinations, payloads over 65535 bytes, and writes with an address on
+// a connected conn.
 //
 // A cache holds routes for the host's routing state and the conn's state
 // at the time it was filled: it starts over when the host's routes,
@@ -68,6 +70,7 @@ type routeCache struct {
 	// connected and local are the endpoint's state in those generations:
 	// only the conn's own calls change it, and they change connGen.
 	connected bool
+	remote    tcpip.FullAddress // the peer, when connected
 	local     tcpip.FullAddress // the bound address and port
 	localErr  tcpip.Error       // what GetLocalAddress returned instead
 	routes    map[routeKey]sendRoute
@@ -96,7 +99,8 @@ func (c *UDPConn) routeState() *routeCache {
 		return rc
 	}
 	rc.flush()
-	_, tcpipErr := c.ep.GetRemoteAddress()
+	var tcpipErr tcpip.Error
+	rc.remote, tcpipErr = c.ep.GetRemoteAddress()
 	rc.connected = tcpipErr == nil
 	rc.local, rc.localErr = c.ep.GetLocalAddress()
 	rc.hostGen, rc.connGen, rc.valid = hostGen, connGen, true
@@ -171,11 +175,18 @@ func (ch *sendCharge) done() {
 // handles this write; handled is false when the endpoint must. c.writeMu
 // and c.epMu (for reading) are held, and the endpoint is bound.
 func (c *UDPConn) sendCached(b []byte, to *tcpip.FullAddress) (n int64, tcpipErr tcpip.Error, handled bool) {
-	if !c.fastDestination(to) || len(b) > header.UDPMaximumPacketSize {
+	rc := c.routeState()
+	if to == nil {
+		// A connected write: to the peer, from the address connect chose.
+		if !rc.connected {
+			return 0, nil, false
+		}
+		c.wto = rc.remote
+		to = &c.wto
+	} else if rc.connected {
 		return 0, nil, false
 	}
-	rc := c.routeState()
-	if rc.connected {
+	if !c.fastDestination(to) || len(b) > header.UDPMaximumPacketSize {
 		return 0, nil, false
 	}
 	local := rc.local
