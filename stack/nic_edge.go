@@ -261,25 +261,8 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 	if int(u.Length()) != total-header.IPv4MinimumSize {
 		return false // gVisor's path trims or counts it
 	}
-	id := stack.TransportEndpointID{LocalPort: u.DestinationPort(), LocalAddress: dst, RemotePort: u.SourcePort(), RemoteAddress: src}
-	c := e.host.udp.unicast(ipv4.ProtocolNumber, id)
-	if c == nil {
-		return false // nobody listens: gVisor answers
-	}
 	tos, _ := ip.TOS()
-	rx := rxDatagram{from: tcpip.FullAddress{NIC: e.id, Addr: src, Port: id.RemotePort}, dst: dst, port: id.LocalPort,
-		proto: ipv4.ProtocolNumber, tos: tos, ttl: ip.TTL()}
-	if total < size {
-		pkt.Data().CapLength(total)
-	}
-	e.count(pkt, e.ip4)
-	pkt.NICID = e.id
-	pkt.NetworkProtocolNumber = ipv4.ProtocolNumber
-	pkt.TransportProtocolNumber = udp.ProtocolNumber
-	pkt.NetworkHeader().Consume(header.IPv4MinimumSize)
-	pkt.TransportHeader().Consume(header.UDPMinimumSize)
-	e.deliverUDP(c, &rx, pkt, u, src, dst)
-	return true
+	return e.lean4or6(pkt, ipv4.ProtocolNumber, header.IPv4MinimumSize, total, u, src, dst, tos, ip.TTL())
 }
 
 // input6 is input4 for IPv6.
@@ -340,22 +323,34 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 	if int(u.Length()) != total-header.IPv6MinimumSize || u.Checksum() == 0 {
 		return false // gVisor's path trims or counts it
 	}
-	id := stack.TransportEndpointID{LocalPort: u.DestinationPort(), LocalAddress: dst, RemotePort: u.SourcePort(), RemoteAddress: src}
-	c := e.host.udp.unicast(ipv6.ProtocolNumber, id)
-	if c == nil {
-		return false
-	}
 	tos, _ := ip.TOS()
+	return e.lean4or6(pkt, ipv6.ProtocolNumber, header.IPv6MinimumSize, total, u, src, dst, tos, ip.HopLimit())
+}
+
+// lean4or6 takes the lean path for a plain unicast UDP datagram of total
+// bytes whose IP header of hdrLen bytes input4 or input6 checked: to the
+// conn whose port it is, if one is, with the counters gVisor would move.
+// It reports false, leaving pkt as it was, when no conn is.
+func (e *nicEdge) lean4or6(pkt *stack.PacketBuffer, proto tcpip.NetworkProtocolNumber, hdrLen, total int, u header.UDP, src, dst tcpip.Address, tos, ttl uint8) bool {
+	id := stack.TransportEndpointID{LocalPort: u.DestinationPort(), LocalAddress: dst, RemotePort: u.SourcePort(), RemoteAddress: src}
+	c := e.host.udp.unicast(proto, id)
+	if c == nil {
+		return false // nobody listens: gVisor answers
+	}
 	rx := rxDatagram{from: tcpip.FullAddress{NIC: e.id, Addr: src, Port: id.RemotePort}, dst: dst, port: id.LocalPort,
-		proto: ipv6.ProtocolNumber, tos: tos, ttl: ip.HopLimit()}
-	if total < size {
+		proto: proto, tos: tos, ttl: ttl}
+	if total < pkt.Data().Size() {
 		pkt.Data().CapLength(total)
 	}
-	e.count(pkt, e.ip6)
+	ipStats := e.ip4
+	if proto == ipv6.ProtocolNumber {
+		ipStats = e.ip6
+	}
+	e.count(pkt, ipStats)
 	pkt.NICID = e.id
-	pkt.NetworkProtocolNumber = ipv6.ProtocolNumber
+	pkt.NetworkProtocolNumber = proto
 	pkt.TransportProtocolNumber = udp.ProtocolNumber
-	pkt.NetworkHeader().Consume(header.IPv6MinimumSize)
+	pkt.NetworkHeader().Consume(hdrLen)
 	pkt.TransportHeader().Consume(header.UDPMinimumSize)
 	e.deliverUDP(c, &rx, pkt, u, src, dst)
 	return true
