@@ -100,7 +100,7 @@ func TestConservationDebug(t *testing.T) {
 	}
 	for _, d := range rec.hostDrops {
 		info, _ := parseIPv4(d.data)
-		t.Logf("hostdrop %v h%d nic%d %v %v len=%d %v->%v", d.at, d.host, d.nic, d.dir, d.reason, len(d.data), info.src, info.dst)
+		t.Logf("hostdrop %v h%d nic%d %v %v len=%d %v->%v id=%d frag=%v off=%d ip=% x", d.at, d.host, d.nic, d.dir, d.reason, len(d.data), info.src, info.dst, info.id, info.frag, info.offset, d.data[:min(28, len(d.data))])
 	}
 	for _, sd := range rec.sent {
 		var what string
