@@ -93,6 +93,17 @@ func TestUnresolvedNeighbour(t *testing.T) {
 					t.Errorf("connected read after the failure = %v, want EAGAIN (no error reported)", err)
 				}
 				cc.Close()
+				if tc.name == "ipv4" {
+					// A dual-stack udp6 conn's IPv4 datagrams too.
+					c6 := listen(t, h, "udp6", "[::]:0")
+					send(t, c6, "mapped", netip.MustParseAddrPort("[::ffff:10.0.0.99]:9"))
+					time.Sleep(10 * time.Second)
+					synctest.Wait()
+					if got := h.Stats().Drops[wire.DropUnresolved]; got != 1014 {
+						t.Errorf("after a v4-mapped send: %d unresolved, want 1014", got)
+					}
+					c6.Close()
+				}
 				// What waits when the host closes is counted too.
 				for range 5 {
 					send(t, c, "late", to)

@@ -186,6 +186,15 @@ func (c *UDPConn) sendCached(b []byte, to *tcpip.FullAddress) (n int64, tcpipErr
 	} else if rc.connected {
 		return 0, nil, false
 	}
+	if c.proto == header.IPv6ProtocolNumber && header.IsV4MappedAddress(to.Addr) {
+		// A dual-stack conn's IPv4 datagram: routed as IPv4, as the
+		// endpoint does.
+		if c.ep.SocketOptions().GetV6Only() {
+			return 0, nil, false
+		}
+		c.wto = tcpip.FullAddress{NIC: to.NIC, Addr: tcpip.AddrFrom4Slice(to.Addr.AsSlice()[12:]), Port: to.Port}
+		to = &c.wto
+	}
 	if !c.fastDestination(to) || len(b) > header.UDPMaximumPacketSize {
 		return 0, nil, false
 	}
@@ -257,17 +266,19 @@ func (c *UDPConn) recvErr() bool {
 }
 
 // fastDestination reports whether sendCached may handle a datagram to to:
-// a unicast address of the conn's own family, and a port.
+// a unicast address the conn can send to (IPv4 from a dual-stack udp6
+// conn too), and a port.
 func (c *UDPConn) fastDestination(to *tcpip.FullAddress) bool {
 	a := to.Addr
 	if to.Port == 0 || a.Unspecified() {
 		return false
 	}
-	switch c.proto {
-	case header.IPv4ProtocolNumber:
-		return a.BitLen() == header.IPv4AddressSizeBits && a != header.IPv4Broadcast && !header.IsV4MulticastAddress(a)
-	case header.IPv6ProtocolNumber:
-		return a.BitLen() == header.IPv6AddressSizeBits && !header.IsV4MappedAddress(a) && !header.IsV6MulticastAddress(a)
+	switch a.BitLen() {
+	case header.IPv4AddressSizeBits:
+		// A udp6 conn's IPv4 destinations come unmapped (sendCached).
+		return a != header.IPv4Broadcast && !header.IsV4MulticastAddress(a)
+	case header.IPv6AddressSizeBits:
+		return c.proto == header.IPv6ProtocolNumber && !header.IsV4MappedAddress(a) && !header.IsV6MulticastAddress(a)
 	}
 	return false
 }
@@ -300,6 +311,10 @@ func (c *UDPConn) route(key routeKey, local tcpip.FullAddress) (sendRoute, tcpip
 // broadcast or multicast address.
 func (c *UDPConn) findRoute(key routeKey, local tcpip.FullAddress) (sendRoute, tcpip.Error) {
 	ops := c.ep.SocketOptions()
+	proto := header.IPv6ProtocolNumber
+	if key.addr.Len() == header.IPv4AddressSize {
+		proto = header.IPv4ProtocolNumber
+	}
 	nic := key.nic
 	if nic == 0 {
 		nic = tcpip.NICID(ops.GetBindToDevice())
@@ -315,10 +330,10 @@ func (c *UDPConn) findRoute(key routeKey, local tcpip.FullAddress) (sendRoute, t
 	}
 	src := local.Addr
 	if src == header.IPv4Broadcast || header.IsV4MulticastAddress(src) || header.IsV6MulticastAddress(src) ||
-		c.host.s.IsSubnetBroadcast(nic, c.proto, src) {
+		c.host.s.IsSubnetBroadcast(nic, proto, src) {
 		src = tcpip.Address{}
 	}
-	r, tcpipErr := c.host.s.FindRoute(nic, src, key.addr, c.proto, ops.GetMulticastLoop())
+	r, tcpipErr := c.host.s.FindRoute(nic, src, key.addr, proto, ops.GetMulticastLoop())
 	if tcpipErr != nil {
 		return sendRoute{}, tcpipErr
 	}
@@ -336,7 +351,7 @@ func (c *UDPConn) findRoute(key routeKey, local tcpip.FullAddress) (sendRoute, t
 func (c *UDPConn) routeFields(r *stack.Route) (sendRoute, tcpip.Error) {
 	rt := sendRoute{r: r, bcast: r.IsOutboundBroadcast()}
 	ttlOpt, tosOpt, useDefault := tcpip.IPv4TTLOption, tcpip.IPv4TOSOption, tcpip.UseDefaultIPv4TTL
-	if c.proto == header.IPv6ProtocolNumber {
+	if r.NetProto() == header.IPv6ProtocolNumber {
 		ttlOpt, tosOpt, useDefault = tcpip.IPv6HopLimitOption, tcpip.IPv6TrafficClassOption, tcpip.UseDefaultIPv6HopLimit
 	}
 	if v, tcpipErr := c.ep.GetSockOptInt(ttlOpt); tcpipErr == nil && v != useDefault {
