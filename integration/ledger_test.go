@@ -54,9 +54,13 @@ func TestHostDropsInLedgerAndCapture(t *testing.T) {
 	}
 	var hookMu sync.Mutex
 	var hooked []wire.DropReason
+	fourHooked := make(chan struct{})
 	remove := nics[1].AddDropHook(func(packet []byte, dir wire.Direction, reason wire.DropReason) {
 		hookMu.Lock()
 		defer hookMu.Unlock()
+		if len(hooked) == 3 {
+			close(fourHooked)
+		}
 		if dir != wire.Inbound || len(packet) < 28 || packet[0]>>4 != 4 {
 			t.Errorf("drop hook: %d bytes %v %v, want an inbound IPv4 packet", len(packet), dir, reason)
 		}
@@ -89,6 +93,12 @@ func TestHostDropsInLedgerAndCapture(t *testing.T) {
 	defer cancel()
 	if _, err := rec.WaitCount(ctx, capture.All(capture.Dropped(0), capture.Link("h1/eth0")), 4); err != nil {
 		t.Fatalf("waiting for 4 drops on h1/eth0: %v", err)
+	}
+	// The tap hears of a drop just before the hook: wait for the hook too.
+	select {
+	case <-fourHooked:
+	case <-ctx.Done():
+		t.Fatal("the NIC's drop hook did not see 4 drops")
 	}
 	st := hosts[1].Stats()
 	want := map[wire.DropReason]uint64{wire.DropNoListener: 1, wire.DropBufferFull: 3}

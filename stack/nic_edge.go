@@ -231,7 +231,7 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 			return true
 		}
 		if (ip.More() || ip.FragmentOffset() != 0) && !e.host.exposed.Load() {
-			return e.reassemble4(pkt, ip[:ihl], total)
+			return e.reassemble4(pkt, total)
 		}
 		return false
 	}
@@ -251,7 +251,7 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 		return true
 	}
 	if (ip.More() || ip.FragmentOffset() != 0) && !e.host.exposed.Load() {
-		return e.reassemble4(pkt, ip[:ihl], total)
+		return e.reassemble4(pkt, total)
 	}
 	if !ours || !e.lean() || ihl != header.IPv4MinimumSize || ip.More() || ip.FragmentOffset() != 0 ||
 		ip.TransportProtocol() != udp.ProtocolNumber || total < header.IPv4MinimumSize+header.UDPMinimumSize {
@@ -315,6 +315,11 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 		if done, handled := e.reassemble6(pkt, total); handled {
 			return done
 		}
+		// reassemble6 pulled the packet up whole: hdr may be stale.
+		if hdr, ok = pkt.Data().PullUp(min(size, header.IPv6MinimumSize+header.UDPMinimumSize)); !ok {
+			return false
+		}
+		ip = header.IPv6(hdr)
 	}
 	if !e.lean() || ip.TransportProtocol() != udp.ProtocolNumber || total < header.IPv6MinimumSize+header.UDPMinimumSize || src == header.IPv6Any {
 		return false
@@ -395,19 +400,23 @@ func (e *nicEdge) deliverUDP(c *UDPConn, rx *rxDatagram, pkt *stack.PacketBuffer
 	}
 }
 
-// reassemble4 gives an IPv4 fragment for the host to the host's
-// reassembler and, when it completes a datagram, delivers the whole packet
-// as if it had come in so; it reports that it dealt with the fragment.
-// hdr is the fragment's IP header, total its total length.
-func (e *nicEdge) reassemble4(pkt *stack.PacketBuffer, hdr header.IPv4, total int) bool {
+// reassemble4 gives an IPv4 fragment for the host, total bytes long, to
+// the host's reassembler and, when it completes a datagram, delivers the
+// whole packet as if it had come in so; it reports that it dealt with the
+// fragment.
+func (e *nicEdge) reassemble4(pkt *stack.PacketBuffer, total int) bool {
+	// The packet pulled up whole: slices of it taken before may no longer
+	// be its bytes.
 	packet := pullPacket(pkt, total)
 	if packet == nil {
 		e.drop(wire.DropBadHeader, pkt)
 		return true
 	}
+	hdr := header.IPv4(packet)
+	ihl := int(hdr.HeaderLength())
 	key := fragKey{nic: e.id, src: fromTCPIPAddr(hdr.SourceAddress()), dst: fromTCPIPAddr(hdr.DestinationAddress()),
 		proto: hdr.Protocol(), id: uint32(hdr.ID())}
-	whole, _ := e.host.reasm4.add(key, fragment{packet: packet, hdrLen: len(hdr), dataStart: len(hdr), dataEnd: total,
+	whole, _ := e.host.reasm4.add(key, fragment{packet: packet, hdrLen: ihl, dataStart: ihl, dataEnd: total,
 		offset: int(hdr.FragmentOffset()), more: hdr.More()})
 	if whole != nil {
 		e.deliverWhole(ipv4.ProtocolNumber, whole)
