@@ -1145,6 +1145,7 @@ var consKnownGaps = []struct{ prefix, repro string }{
 	{"link end: frames in ≠ out + drops (outbound)", "TestConservationRepro_NoDestinationCountedTwice"},
 	{"lost: unicast to a MAC no port has", "TestConservationRepro_UnknownUnicastFloodedUncounted"},
 	{"lost: unicast to the sender's own MAC", "TestConservationRepro_OwnMACUnicastUncounted"},
+	{"counted twice on the link (", "TestConservationRepro_UnknownUnicastCountedTwice"},
 }
 
 // knownGap returns the reproduction of the known gap behind cat, or "".

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"maps"
 	"net/netip"
 	"sync"
 	"testing"
@@ -160,9 +161,9 @@ func TestConservationRepro_ReassemblyTimeoutNotCounted(t *testing.T) {
 	})
 }
 
-// Gap (its fix is under way on main; then a regression test): an IPv4
+// Gap (fixed on main by f1ef72d; kept as a regression test): an IPv4
 // packet for a transport protocol the host does not handle (protocol 253
-// here) is dropped by gVisor's full input path, counted in no ledger and
+// here) was dropped by gVisor's full input path, counted in no ledger and
 // reported to no hook; it must be wire.DropUnknownProtocol. In
 // TestConservation: "lost at the host (injected unknown-protocol)", e.g.
 // seed 1.
@@ -251,11 +252,12 @@ func TestConservationRepro_UnknownUnicastFloodedUncounted(t *testing.T) {
 	})
 }
 
-// Gap: a unicast frame a host sends to its own port's MAC (a corrupted ARP
-// reply taught it: ARP has no checksum) is counted in that port's TxFrames
-// and Filtered, as if it went out of the port it came in by, and nobody
-// gets it: the datagram vanishes with no drop counted. It has nowhere to
-// go, so it should be an outbound wire.DropNoDestination at that port. In
+// Gap (fixed on main by f1ef72d; kept as a regression test): a unicast
+// frame a host sends to its own port's MAC (a corrupted ARP reply taught
+// it: ARP has no checksum) was counted in that port's TxFrames and
+// Filtered, as if it went out of the port it came in by, and nobody got
+// it: the datagram vanished with no drop counted. It has nowhere to go: it
+// is an outbound wire.DropNoDestination at that port. In
 // TestConservation (the long form): "lost: unicast to the sender's own
 // MAC, filtered by the switch", e.g. seeds 507, 3200.
 func TestConservationRepro_OwnMACUnicastUncounted(t *testing.T) {
@@ -274,6 +276,35 @@ func TestConservationRepro_OwnMACUnicastUncounted(t *testing.T) {
 		c := l.ports[0].Counters()
 		if rx != 0 || dropped == 0 {
 			t.Errorf("a frame r0 sent to its own port's MAC %v: TxFrames %d, Filtered %d, delivered %d times, dropped %d times; want it counted dropped (no-destination)", own, c.TxFrames, c.Filtered, rx, dropped)
+		}
+	})
+}
+
+// Gap: a unicast frame for a MAC no port has is counted dropped
+// (no-destination) at its ingress port and still flooded; a port that
+// drops it before its NIC's address filter (its link down here, or an MTU
+// smaller than the frame) counts it dropped again (link-down, mtu), so one
+// frame is two drops. In TestConservation (the long form): "counted twice
+// on the link (...)", with an outbound no-destination and an inbound mtu
+// or link-down drop of one copy, e.g. seeds 1376, 2473.
+func TestConservationRepro_UnknownUnicastCountedTwice(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newReproLAN(t, 2)
+		inj := l.injector(t)
+		l.ports[1].SetLinkUp(false)
+		ip := udp4Packet(netip.MustParseAddr("10.0.0.240"), netip.MustParseAddr("10.0.0.1"), 5353, 4000, 81, make([]byte, 64))
+		nobody := tcpip.LinkAddress([]byte{0x02, 0xee, 0xee, 0, 0, 2})
+		writeFrame(inj, ethFrame(nobody, inj.LinkAddress(), 0x0800, ip))
+		synctest.Wait()
+		l.mu.Lock()
+		drops := maps.Clone(l.linkDrops)
+		l.mu.Unlock()
+		var n int
+		for _, v := range drops {
+			n += v
+		}
+		if n != 1 {
+			t.Errorf("one frame for MAC %v, which no port has, with one port down: the links' hooks saw %d drops %v; want 1 (no-destination)", nobody, n, drops)
 		}
 	})
 }
