@@ -363,6 +363,12 @@ func (p *Port) Remove() {
 
 // receive delivers a frame leaving the switch through p to p's NIC.
 func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkProtocolNumber, typ tcpip.PacketType) {
+	if typ == tcpip.PacketOtherHost {
+		// A flooded copy for another MAC: the NIC's filter ignores it,
+		// whatever the port's state; it is not a loss (see Filtered).
+		p.filtered.Add(1)
+		return
+	}
 	switch {
 	case p.down.Load():
 		p.drop(pkt, wire.Inbound, wire.DropLinkDown)
@@ -374,10 +380,6 @@ func (p *Port) receive(pkt *stack.PacketBuffer, size int, proto tcpip.NetworkPro
 	d := p.getDispatcher()
 	if d == nil {
 		p.drop(pkt, wire.Inbound, wire.DropDetached)
-		return
-	}
-	if typ == tcpip.PacketOtherHost {
-		p.filtered.Add(1)
 		return
 	}
 	if imp := p.impair[inIdx].Load(); imp != nil {
