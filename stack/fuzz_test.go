@@ -309,11 +309,23 @@ func FuzzInjectFrame(f *testing.F) {
 
 		frames := splitFrames(data)
 		for _, fr := range frames {
-			before := ip.Counters()
+			before, hostBefore := ip.Counters(), hp.Counters()
+			dropsBefore, deliveredBefore := fh.h.Stats().Dropped(), fh.delivered
 			writeFrame(ip, fr)
 			after := ip.Counters()
 			if got := (after.TxFrames - before.TxFrames) + (after.Dropped() - before.Dropped()); got != 1 {
 				t.Fatalf("frame %x: injector port counted %d frames (tx+drops), want 1", fr, got)
+			}
+			// Conservation at the host: a whole IPv4 or IPv6 packet
+			// carrying UDP for the host's own address that reached its
+			// NIC is delivered once or dropped with a reason, once.
+			if hp.Counters().RxFrames-hostBefore.RxFrames == 1 && udpForHost(fr, hostMAC) {
+				fh.drain()
+				outcomes := uint64(fh.delivered-deliveredBefore) + fh.h.Stats().Dropped() - dropsBefore
+				if outcomes != 1 {
+					t.Fatalf("frame %x: UDP for the host had %d outcomes (delivered %d, ledger %v), want 1",
+						fr, outcomes, fh.delivered-deliveredBefore, fh.h.Stats().Drops)
+				}
 			}
 		}
 		// The host may still be sending on its timers: read what the
@@ -385,4 +397,30 @@ func FuzzInjectPacket(f *testing.F) {
 		}
 		fh.check(t, inject)
 	})
+}
+
+// udpForHost reports whether frame is addressed to the host's MAC and
+// carries a whole (unfragmented) IPv4 or IPv6 packet whose protocol is UDP
+// and whose destination is the host's address.
+func udpForHost(frame []byte, hostMAC tcpip.LinkAddress) bool {
+	if len(frame) < header.EthernetMinimumSize || tcpip.LinkAddress(frame[:6]) != hostMAC {
+		return false
+	}
+	eth, ip := header.Ethernet(frame), frame[header.EthernetMinimumSize:]
+	switch eth.Type() {
+	case header.IPv4ProtocolNumber:
+		if len(ip) < header.IPv4MinimumSize || ip[0]>>4 != 4 {
+			return false
+		}
+		h := header.IPv4(ip)
+		return h.Protocol() == uint8(header.UDPProtocolNumber) && !h.More() && h.FragmentOffset() == 0 &&
+			h.DestinationAddress() == tcpip.AddrFrom4(fuzzHostV4.As4())
+	case header.IPv6ProtocolNumber:
+		if len(ip) < header.IPv6MinimumSize || ip[0]>>4 != 6 {
+			return false
+		}
+		h := header.IPv6(ip)
+		return h.NextHeader() == uint8(header.UDPProtocolNumber) && h.DestinationAddress() == tcpip.AddrFrom16(fuzzHostV6.As16())
+	}
+	return false
 }
