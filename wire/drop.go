@@ -69,9 +69,10 @@ const (
 	DropNotForUs
 	// DropNoRoute: the host has no route to the destination.
 	DropNoRoute
-	// DropReassembly: a fragment could not be reassembled: the reassembly
-	// timed out, fragments overlapped, or the reassembly buffer evicted
-	// the datagram.
+	// DropReassembly: a fragment the host's reassembler held, then
+	// dropped: its datagram timed out, overlapped, was evicted (too much
+	// held), would be too big, or was inconsistent; or the fragment was an
+	// exact duplicate. Each fragment counts once.
 	DropReassembly
 	// DropNoMember: a multicast datagram arrived for a group no socket on
 	// the host joined.
