@@ -76,6 +76,10 @@ type Host struct {
 	// nicTable maps NIC IDs to NICs for the delivery path (nicFor).
 	nicTable atomic.Pointer[map[tcpip.NICID]*NIC]
 
+	// udpStats are the stack's UDP counters, found once: Stack.Stats
+	// copies every counter of the stack, too much for a datagram's path.
+	udpStats tcpip.UDPStats
+
 	// exposed is set once Stack handed the gVisor stack out.
 	exposed atomic.Bool
 
@@ -131,6 +135,7 @@ func NewHost(opts HostOptions) (*Host, error) {
 		SecureRNG:          &lockedReader{r: randv2.NewChaCha8(key)},
 	})
 	h.s = s
+	h.udpStats = s.Stats().UDP
 	for _, v6 := range []bool{false, true} {
 		r := newReassembler(reasmOptions{IPv6: v6, Clock: clock, Drop: h.dropFragments})
 		if v6 {

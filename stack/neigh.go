@@ -218,7 +218,7 @@ func (h *Host) flush(k neighKey, w *neighWait) {
 					d.r.Release()
 					continue
 				}
-				h.s.Stats().UDP.PacketSendErrors.Increment()
+				h.udpStats.PacketSendErrors.Increment()
 				nq.mu.Lock()
 				closed := nq.closed
 				nq.mu.Unlock()

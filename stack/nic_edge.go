@@ -384,18 +384,17 @@ func (e *nicEdge) count(pkt *stack.PacketBuffer, ip *tcpip.IPStats) {
 // delivers it to c, as the host's dispatcher does.
 func (e *nicEdge) deliverUDP(c *UDPConn, rx *rxDatagram, pkt *stack.PacketBuffer, u header.UDP, src, dst tcpip.Address) {
 	h := e.host
-	st := h.s.Stats()
 	lengthValid, csumValid := header.UDPValid(u, func() uint16 { return pkt.Data().Checksum() },
 		uint16(pkt.Data().Size()), pkt.NetworkProtocolNumber, src, dst, e.csumOffload)
 	switch {
 	case !lengthValid:
-		st.UDP.MalformedPacketsReceived.Increment()
+		h.udpStats.MalformedPacketsReceived.Increment()
 		h.dropPacket(e.id, wire.Inbound, wire.DropBadLength, pkt)
 	case !csumValid:
-		st.UDP.ChecksumErrors.Increment()
+		h.udpStats.ChecksumErrors.Increment()
 		h.dropPacket(e.id, wire.Inbound, wire.DropBadChecksum, pkt)
 	default:
-		st.UDP.PacketsReceived.Increment()
+		h.udpStats.PacketsReceived.Increment()
 		c.deliver(rx, pkt)
 	}
 }

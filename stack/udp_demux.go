@@ -236,17 +236,16 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 		src, dst, ttl = ip.SourceAddress(), ip.DestinationAddress(), ip.HopLimit()
 		tos, _ = ip.TOS()
 	}
-	st := h.s.Stats()
 	size := pkt.Data().Size()
 	lengthValid, csumValid := header.UDPValid(hdr, func() uint16 { return pkt.Data().Checksum() },
 		uint16(size), pkt.NetworkProtocolNumber, src, dst, pkt.RXChecksumValidated)
 	if !lengthValid {
-		st.UDP.MalformedPacketsReceived.Increment()
+		h.udpStats.MalformedPacketsReceived.Increment()
 		h.dropPacket(pkt.NICID, wire.Inbound, wire.DropBadLength, pkt)
 		return stack.TransportPacketHandled
 	}
 	if !csumValid {
-		st.UDP.ChecksumErrors.Increment()
+		h.udpStats.ChecksumErrors.Increment()
 		h.dropPacket(pkt.NICID, wire.Inbound, wire.DropBadChecksum, pkt)
 		return stack.TransportPacketHandled
 	}
@@ -265,7 +264,7 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 	}
 	if !all {
 		if c := h.udp.unicast(pkt.NetworkProtocolNumber, id); c != nil {
-			st.UDP.PacketsReceived.Increment()
+			h.udpStats.PacketsReceived.Increment()
 			c.deliver(&rx, pkt)
 			return stack.TransportPacketHandled
 		}
@@ -273,7 +272,7 @@ func (d *udpDispatcher) DeliverTransportPacket(proto tcpip.TransportProtocolNumb
 		var buf [8]*UDPConn
 		if conns := h.udp.group(pkt.NetworkProtocolNumber, id, buf[:0]); len(conns) > 0 {
 			for _, c := range conns {
-				st.UDP.PacketsReceived.Increment()
+				h.udpStats.PacketsReceived.Increment()
 				c.deliver(&rx, pkt)
 			}
 			return stack.TransportPacketHandled

@@ -292,10 +292,10 @@ func (c *UDPConn) writeMeta(b []byte, to tcpip.FullAddress, sm sendMeta, raddr n
 	tcpipErr = c.host.sendOrHold(r, stack.NetworkHeaderParams{Protocol: udp.ProtocolNumber, TTL: rt.ttl, TOS: rt.tos, DF: rt.df}, pkt)
 	c.countSend(tcpipErr)
 	if tcpipErr != nil {
-		c.host.s.Stats().UDP.PacketSendErrors.Increment()
+		c.host.udpStats.PacketSendErrors.Increment()
 		return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
 	}
-	c.host.s.Stats().UDP.PacketsSent.Increment()
+	c.host.udpStats.PacketsSent.Increment()
 	return len(b), nil
 }
 

@@ -145,7 +145,7 @@ func (c *UDPConn) deliver(rx *rxDatagram, pkt *stack.PacketBuffer) {
 	}
 	if !rcvFits(q.used, cost, q.limit.Load()) {
 		q.mu.Unlock()
-		h.s.Stats().UDP.ReceiveBufferErrors.Increment()
+		h.udpStats.ReceiveBufferErrors.Increment()
 		h.dropPacket(rx.from.NIC, wire.Inbound, wire.DropBufferFull, pkt)
 		return
 	}

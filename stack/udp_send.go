@@ -244,7 +244,7 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 	}
 	switch tcpipErr.(type) {
 	case nil:
-		c.host.s.Stats().UDP.PacketsSent.Increment()
+		c.host.udpStats.PacketsSent.Increment()
 		return int64(len(b)), nil, true
 	case *tcpip.ErrInvalidEndpointState:
 		// The route is no longer valid for sending; nothing was sent.
@@ -252,7 +252,7 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 		delete(c.routes.routes, key)
 		return 0, nil, false
 	default:
-		c.host.s.Stats().UDP.PacketSendErrors.Increment()
+		c.host.udpStats.PacketSendErrors.Increment()
 		return 0, tcpipErr, true
 	}
 }
