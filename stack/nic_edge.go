@@ -63,10 +63,15 @@ type nicEdge struct {
 
 // edgeAddrs is a snapshot of a NIC's unicast addresses and subnets.
 type edgeAddrs struct {
-	gen   uint64
-	v4    []tcpip.AddressWithPrefix
-	v6    []tcpip.Address
-	ready bool
+	gen uint64
+	v4  []edgeAddr4
+	v6  []tcpip.Address
+}
+
+// edgeAddr4 is one of a NIC's IPv4 addresses with its subnet.
+type edgeAddr4 struct {
+	addr   tcpip.Address
+	subnet tcpip.Subnet
 }
 
 var _ stack.NetworkDispatcher = (*edgeDispatcher)(nil)
@@ -173,13 +178,13 @@ func (e *nicEdge) snapshot() *edgeAddrs {
 	if a := e.addrs.Load(); a != nil && a.gen == gen {
 		return a
 	}
-	a := &edgeAddrs{gen: gen, ready: true}
+	a := &edgeAddrs{gen: gen}
 	for _, pa := range e.host.s.AllAddresses()[e.id] {
 		addr := pa.AddressWithPrefix
 		switch addr.Address.Len() {
 		case 4:
 			if addr.Address != header.IPv4Broadcast {
-				a.v4 = append(a.v4, addr)
+				a.v4 = append(a.v4, edgeAddr4{addr: addr.Address, subnet: addr.Subnet()})
 			}
 		case 16:
 			a.v6 = append(a.v6, addr.Address)
@@ -238,13 +243,12 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 	a := e.snapshot()
 	ours, bcast := false, dst == header.IPv4Broadcast
 	for _, p := range a.v4 {
-		sub := p.Subnet()
-		if p.Address == src || sub.IsBroadcast(src) {
+		if p.addr == src || p.subnet.IsBroadcast(src) {
 			e.drop(wire.DropBadHeader, pkt) // our own address, or a broadcast one, as source
 			return true
 		}
-		ours = ours || p.Address == dst
-		bcast = bcast || sub.IsBroadcast(dst)
+		ours = ours || p.addr == dst
+		bcast = bcast || p.subnet.IsBroadcast(dst)
 	}
 	if !ours && !bcast {
 		e.drop(wire.DropNotForUs, pkt)
