@@ -18,6 +18,15 @@
 // wire.DropDetached, ...) and reported to drop hooks (wire.DropHook), which
 // capture taps use.
 //
+// A host counts, in its ledger (HostStats.Drops), every packet or
+// datagram its own layers drop, under a reason (wire.DropBadChecksum,
+// wire.DropBufferFull, wire.DropUnresolved, ...), and reports each to the
+// drop hooks of the NIC it concerns (NIC.AddDropHook) and to capture taps
+// on that NIC's link (HostDropRecorder). Receive buffers are charged per
+// datagram as Linux charges them; plain unicast UDP takes a lean path from
+// the link to the conn. docs/datapath.md in the repository tells the
+// whole path.
+//
 // Host.ListenUDP and Host.ListenPacket open a UDPConn, a net.PacketConn
 // whose errors behave like package net's (errors.Is(err, net.ErrClosed),
 // errors.Is(err, syscall.EADDRINUSE)). A *Host is also a dgram.Network, for
