@@ -194,7 +194,8 @@ func (e *nicEdge) snapshot() *edgeAddrs {
 	return a
 }
 
-// lean reports whether the lean path may be taken at all.
+// lean reports whether the host's own input (the lean path, and its
+// reassembly) may be used at all.
 func (e *nicEdge) lean() bool { return !e.host.exposed.Load() }
 
 // input4 checks an IPv4 packet and takes the lean path for it if it can;
@@ -235,7 +236,7 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 			e.drop(wire.DropNoMember, pkt)
 			return true
 		}
-		if (ip.More() || ip.FragmentOffset() != 0) && !e.host.exposed.Load() {
+		if (ip.More() || ip.FragmentOffset() != 0) && e.lean() {
 			return e.reassemble4(pkt, total)
 		}
 		return false
@@ -254,7 +255,7 @@ func (e *nicEdge) input4(pkt *stack.PacketBuffer) bool {
 		e.drop(wire.DropNotForUs, pkt)
 		return true
 	}
-	if (ip.More() || ip.FragmentOffset() != 0) && !e.host.exposed.Load() {
+	if (ip.More() || ip.FragmentOffset() != 0) && e.lean() {
 		return e.reassemble4(pkt, total)
 	}
 	if !ours || !e.lean() || ihl != header.IPv4MinimumSize || ip.More() || ip.FragmentOffset() != 0 ||
@@ -293,7 +294,7 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 			e.drop(wire.DropNoMember, pkt)
 			return true
 		}
-		if ip.NextHeader() != uint8(udp.ProtocolNumber) && !e.host.exposed.Load() {
+		if ip.NextHeader() != uint8(udp.ProtocolNumber) && e.lean() {
 			if done, handled := e.reassemble6(pkt, total); handled {
 				return done
 			}
@@ -315,7 +316,7 @@ func (e *nicEdge) input6(pkt *stack.PacketBuffer) bool {
 		e.drop(wire.DropNotForUs, pkt)
 		return true
 	}
-	if ip.NextHeader() != uint8(udp.ProtocolNumber) && !e.host.exposed.Load() {
+	if ip.NextHeader() != uint8(udp.ProtocolNumber) && e.lean() {
 		if done, handled := e.reassemble6(pkt, total); handled {
 			return done
 		}

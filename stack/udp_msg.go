@@ -3,13 +3,11 @@ package stack
 import (
 	"net"
 	"net/netip"
+	"os"
 	"syscall"
 
-	"gvisor.dev/gvisor/pkg/buffer"
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-	"gvisor.dev/gvisor/pkg/tcpip/stack"
-	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 )
 
 // The rest of *net.UDPConn's methods: ReadFromUDP, WriteToUDP, and the
@@ -259,37 +257,30 @@ func (c *UDPConn) writeMeta(b []byte, to tcpip.FullAddress, sm sendMeta, raddr n
 	if r.IsOutboundBroadcast() && !c.ep.SocketOptions().GetBroadcast() {
 		return 0, errnoError("write", c.LocalAddr(), raddr, syscall.EACCES)
 	}
-	rt, tcpipErr := c.routeFields(r)
-	if tcpipErr != nil {
-		return 0, opError("write", c.LocalAddr(), raddr, tcpipErr)
-	}
+	rt := c.routeFields(r)
 	if sm.hasTTL {
 		rt.ttl = sm.ttl
 	}
 	if sm.hasTOS {
 		rt.tos = sm.tos
 	}
-	reserve := header.UDPMinimumSize + int(r.MaxHeaderLength())
-	ch := c.charge(int64(reserve + len(b)))
-	for ch == nil {
+	for {
+		tcpipErr = c.transmit(rt, b, local.Port, to.Port)
+		if _, ok := tcpipErr.(*tcpip.ErrWouldBlock); !ok {
+			break
+		}
 		c.epMu.RUnlock()
 		select {
 		case <-c.wch:
 		case <-c.closed:
 			c.epMu.RLock()
 			return 0, c.closedErr("write")
+		case <-c.wdeadline.wait():
+			c.epMu.RLock()
+			return 0, &net.OpError{Op: "write", Net: "udp", Source: c.LocalAddr(), Err: os.ErrDeadlineExceeded}
 		}
 		c.epMu.RLock()
-		ch = c.charge(int64(reserve + len(b)))
 	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		ReserveHeaderBytes: reserve,
-		Payload:            buffer.MakeWithData(b),
-		OnRelease:          ch.release,
-	})
-	defer pkt.DecRef()
-	c.encodeUDP(pkt, r, local.Port, to.Port)
-	tcpipErr = c.host.sendOrHold(r, stack.NetworkHeaderParams{Protocol: udp.ProtocolNumber, TTL: rt.ttl, TOS: rt.tos, DF: rt.df}, pkt)
 	c.countSend(tcpipErr)
 	if tcpipErr != nil {
 		c.host.udpStats.PacketSendErrors.Increment()

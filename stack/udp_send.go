@@ -223,25 +223,7 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 	if rt.bcast {
 		return 0, nil, false
 	}
-	reserve := header.UDPMinimumSize + int(rt.r.MaxHeaderLength())
-	ch := c.charge(int64(reserve + len(b)))
-	if ch == nil {
-		return 0, &tcpip.ErrWouldBlock{}, true
-	}
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		ReserveHeaderBytes: reserve,
-		Payload:            buffer.MakeWithData(b),
-		Mark:               c.ep.SocketOptions().GetMark(),
-		OnRelease:          ch.release,
-	})
-	defer pkt.DecRef()
-	c.encodeUDP(pkt, rt.r, local.Port, to.Port)
-	tcpipErr = c.host.sendOrHold(rt.r, stack.NetworkHeaderParams{
-		Protocol: udp.ProtocolNumber, TTL: rt.ttl, TOS: rt.tos, DF: rt.df,
-	}, pkt)
-	if _, ok := tcpipErr.(*tcpip.ErrNoBufferSpace); ok && !c.recvErr() {
-		tcpipErr = nil // as Linux and the endpoint: ENOBUFS only with IP_RECVERR
-	}
+	tcpipErr = c.transmit(rt, b, local.Port, to.Port)
 	switch tcpipErr.(type) {
 	case nil:
 		c.host.udpStats.PacketsSent.Increment()
@@ -255,6 +237,33 @@ func (c *UDPConn) sendRouted(b []byte, to *tcpip.FullAddress, local tcpip.FullAd
 		c.host.udpStats.PacketSendErrors.Increment()
 		return 0, tcpipErr, true
 	}
+}
+
+// transmit sends b through rt from srcPort to dstPort: it charges the send
+// buffer (ErrWouldBlock when it is full), builds the UDP header and hands
+// the packet to the route's IP layer, or to the host's neighbour queue.
+// c.epMu is held for reading.
+func (c *UDPConn) transmit(rt sendRoute, b []byte, srcPort, dstPort uint16) tcpip.Error {
+	reserve := header.UDPMinimumSize + int(rt.r.MaxHeaderLength())
+	ch := c.charge(int64(reserve + len(b)))
+	if ch == nil {
+		return &tcpip.ErrWouldBlock{}
+	}
+	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
+		ReserveHeaderBytes: reserve,
+		Payload:            buffer.MakeWithData(b),
+		Mark:               c.ep.SocketOptions().GetMark(),
+		OnRelease:          ch.release,
+	})
+	defer pkt.DecRef()
+	c.encodeUDP(pkt, rt.r, srcPort, dstPort)
+	tcpipErr := c.host.sendOrHold(rt.r, stack.NetworkHeaderParams{
+		Protocol: udp.ProtocolNumber, TTL: rt.ttl, TOS: rt.tos, DF: rt.df,
+	}, pkt)
+	if _, ok := tcpipErr.(*tcpip.ErrNoBufferSpace); ok && !c.recvErr() {
+		tcpipErr = nil // as Linux and the endpoint: ENOBUFS only with IP_RECVERR
+	}
+	return tcpipErr
 }
 
 // recvErr reports whether IP_RECVERR (IPV6_RECVERR) is set.
@@ -337,18 +346,13 @@ func (c *UDPConn) findRoute(key routeKey, local tcpip.FullAddress) (sendRoute, t
 	if tcpipErr != nil {
 		return sendRoute{}, tcpipErr
 	}
-	rt, tcpipErr := c.routeFields(r)
-	if tcpipErr != nil {
-		r.Release()
-		return sendRoute{}, tcpipErr
-	}
-	return rt, nil
+	return c.routeFields(r), nil
 }
 
 // routeFields returns r with the header fields the endpoint would send
 // unicast datagrams through it with: the TTL or hop limit (gVisor's
 // network.Endpoint.calculateTTL), the TOS or traffic class, and DF.
-func (c *UDPConn) routeFields(r *stack.Route) (sendRoute, tcpip.Error) {
+func (c *UDPConn) routeFields(r *stack.Route) sendRoute {
 	rt := sendRoute{r: r, bcast: r.IsOutboundBroadcast()}
 	ttlOpt, tosOpt, useDefault := tcpip.IPv4TTLOption, tcpip.IPv4TOSOption, tcpip.UseDefaultIPv4TTL
 	if r.NetProto() == header.IPv6ProtocolNumber {
@@ -368,7 +372,7 @@ func (c *UDPConn) routeFields(r *stack.Route) (sendRoute, tcpip.Error) {
 			rt.df = true
 		}
 	}
-	return rt, nil
+	return rt
 }
 
 // encodeUDP pushes the UDP header onto pkt, with its checksum unless the

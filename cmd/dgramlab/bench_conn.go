@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/dgramlab/dgramlab/capture"
 )
 
 // udpConn is what the conn paths use of *net.UDPConn and *stack.UDPConn.
@@ -43,13 +41,7 @@ type connPair struct {
 // newVirtualConnPair opens stack.UDPConns on two fresh virtual hosts,
 // their NICs tapped when tap is set.
 func newVirtualConnPair(link string, tap bool) (*connPair, error) {
-	var sink *tapSink
-	var hostSink capture.Sink
-	if tap {
-		sink = newTapSink()
-		hostSink = sink
-	}
-	a, b, err := newVirtualHosts(link, hostSink)
+	a, b, sink, err := newTappedHosts(link, tap)
 	if err != nil {
 		return nil, err
 	}

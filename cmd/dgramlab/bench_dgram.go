@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgramlab/dgramlab/capture"
 	"github.com/dgramlab/dgramlab/dgram"
 )
 
@@ -28,13 +27,7 @@ type dgramPair struct {
 // newVirtualDgramPair puts the ends on two fresh virtual hosts, their NICs
 // tapped when tap is set.
 func newVirtualDgramPair(link string, tap bool) (*dgramPair, error) {
-	var sink *tapSink
-	var hostSink capture.Sink
-	if tap {
-		sink = newTapSink()
-		hostSink = sink
-	}
-	a, b, err := newVirtualHosts(link, hostSink)
+	a, b, sink, err := newTappedHosts(link, tap)
 	if err != nil {
 		return nil, err
 	}

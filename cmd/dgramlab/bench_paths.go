@@ -142,6 +142,18 @@ var (
 // newVirtualHosts returns hosts 10.0.0.1/24 and 10.0.0.2/24 joined by a
 // Switch or a Pipe; closing both hosts releases everything. With a sink,
 // each host's NIC is a capture.Tap on its link recording into it.
+// newTappedHosts is newVirtualHosts with, when tap is set, a tapSink that
+// records every frame of both NICs (nil otherwise).
+func newTappedHosts(link string, tap bool) (a, b *stack.Host, sink *tapSink, err error) {
+	var hostSink capture.Sink // a nil *tapSink would be a non-nil Sink
+	if tap {
+		sink = newTapSink()
+		hostSink = sink
+	}
+	a, b, err = newVirtualHosts(link, hostSink)
+	return a, b, sink, err
+}
+
 func newVirtualHosts(link string, sink capture.Sink) (a, b *stack.Host, err error) {
 	a, err = stack.NewHost(stack.HostOptions{Name: "bench-a"})
 	if err != nil {
