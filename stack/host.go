@@ -92,9 +92,6 @@ type Host struct {
 
 	// udp is the host's UDP demux table (udp_demux.go).
 	udp *udpDemux
-	// strays counts datagrams found in a gVisor endpoint's own queue,
-	// which the host's dispatcher keeps empty (see discardStrays).
-	strays atomic.Uint64
 }
 
 // loopbackNIC is the ID of every host's loopback NIC.

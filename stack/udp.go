@@ -565,7 +565,7 @@ func (c *UDPConn) discardUnreadLocked() []rxDatagram {
 // discardStrays empties ep's own queue and returns how many datagrams it
 // held. The host's dispatcher leaves it empty but for a datagram that
 // gVisor's demuxer matched while the conn changed its binding, before the
-// host's table followed (reads take those too); host.strays counts them.
+// host's table followed (reads take those too).
 func (c *UDPConn) discardStrays(ep tcpip.Endpoint) uint64 {
 	var n uint64
 	for {
@@ -574,7 +574,6 @@ func (c *UDPConn) discardStrays(ep tcpip.Endpoint) uint64 {
 		case nil:
 			n++
 		case *tcpip.ErrWouldBlock, *tcpip.ErrClosedForReceive:
-			c.host.strays.Add(n)
 			return n
 		default:
 			// A pending socket error (ECONNREFUSED...): taken, go on.

@@ -194,7 +194,6 @@ func (c *UDPConn) keepStrays(old tcpip.Endpoint) {
 			putPayload(buf)
 			return
 		}
-		c.host.strays.Add(1)
 		small := getPayload(res.Count)
 		copy(*small, (*buf)[:res.Count])
 		putPayload(buf)

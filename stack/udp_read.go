@@ -143,7 +143,7 @@ func (c *UDPConn) tryReadMeta(b []byte, m *rxMsg) (int, netip.AddrPort, error) {
 	}
 	// The endpoint has the pending error, if any; its own queue is empty
 	// but for a datagram that came in while the conn changed its binding
-	// (see strays).
+	// (see discardStrays).
 	c.rbuf = b // a field: a local's address would escape, one allocation a read
 	c.epMu.RLock()
 	res, tcpipErr := c.ep.Read(&c.rbuf, tcpip.ReadOptions{NeedRemoteAddr: true})
@@ -151,7 +151,6 @@ func (c *UDPConn) tryReadMeta(b []byte, m *rxMsg) (int, netip.AddrPort, error) {
 	c.rbuf = nil
 	switch tcpipErr.(type) {
 	case nil:
-		c.host.strays.Add(1)
 		if m != nil {
 			*m = rxMsg{size: res.Total}
 		}
