@@ -47,8 +47,9 @@ type UDPStats struct {
 	Checksum uint64
 	// Malformed counts datagrams dropped for a bad UDP header or length.
 	Malformed uint64
-	// SourceFiltered counts datagrams a conn's reads dropped because its
-	// source-specific multicast memberships exclude their source.
+	// SourceFiltered counts datagrams dropped for a conn, as they arrived,
+	// because its source-specific multicast memberships exclude their
+	// source.
 	SourceFiltered uint64
 	// ClosedUnread counts datagrams conns had received but not read yet
 	// when they were closed (by their user, or by the host): delivered to
